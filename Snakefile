@@ -1,0 +1,38 @@
+# unlearnbench: forget sets -> base and oracle models -> margins -> unlearning runs -> KLOM -> summary.
+# Stages live in workflow/rules/, one per file; the library in src/unlearnbench does the work.
+import os
+import sys
+
+from unlearnbench.config import ConfigError, validate
+
+
+# The embedded default, unless a scenario is given with --configfile (a scenario is complete on its
+# own: no silent merge with the default's methods or forget sets). --config k=v still overrides.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+try:
+    validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+except ConfigError as err:
+    sys.exit(f"Invalid config: {err}")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/training.smk"
+include: "workflow/rules/margins.smk"
+include: "workflow/rules/unlearning.smk"
+include: "workflow/rules/scoring.smk"
+
+
+rule all:
+    input:
+        "results/klom_summary.csv",
+        "results/klom_summary.parquet",
+    default_target: True
+
+
+onsuccess:
+    print_summary("results/klom_summary.csv")

@@ -1,0 +1,162 @@
+"""Config validation and the plan derived from it (grid points, run ids, shard layout).
+
+Importable without torch: the Snakefile calls it at every parse, including inside every job.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import best_match
+
+from .data import DATASETS
+
+# Keys of a method's config entry that are not grid axes.
+SNAPSHOT_KEY = "epochs"
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the key."""
+
+
+def _with_defaults(validator_class):
+    """A validator that also fills in schema defaults (like snakemake.utils.validate(set_default=True))."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = sub["default"]
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def validate(config: dict, schema_path: str | os.PathLike) -> dict:
+    """Check ``config`` against the JSON schema and the cross-key rules; fill defaults in place.
+
+    Raises :class:`ConfigError` with one message naming the offending key.
+    """
+    with open(schema_path) as fh:
+        schema = yaml.safe_load(fh)
+    error = best_match(_with_defaults(Draft202012Validator)(schema).iter_errors(config))
+    if error is not None:
+        if error.validator == "additionalProperties":
+            raise ConfigError(f"config key {_key(error.absolute_path)}: {error.message} (unknown keys are errors)")
+        raise ConfigError(f"config key {_key(error.absolute_path)}: {error.message}")
+    _check_cross_keys(config, schema)
+    return config
+
+
+def _check_cross_keys(config: dict, schema: dict) -> None:
+    spec = DATASETS[config["dataset"]]
+    ids = [str(fs["id"]) for fs in config["forget_sets"]]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"config key forget_sets: ids must be unique, got {ids}")
+    for i, fs in enumerate(config["forget_sets"]):
+        where = f"forget_sets.{i}"
+        if "size" in fs and fs["size"] > spec.n_train:
+            raise ConfigError(
+                f"config key {where}.size: {fs['size']} exceeds the {spec.n_train} train points of {config['dataset']}"
+            )
+        if fs["kind"] == "class":
+            bad = [c for c in fs["classes"] if c >= spec.num_classes]
+            if bad:
+                raise ConfigError(f"config key {where}.classes: {bad} not below {spec.num_classes} classes")
+        if fs["kind"] == "file" and not fs.get("path"):
+            raise ConfigError(f"config key {where}.path: a file forget set needs a path")
+        if fs["kind"] == "random" and "size" not in fs:
+            raise ConfigError(f"config key {where}.size: a random forget set needs a size")
+    built_in = set(schema["properties"]["methods"]["properties"])
+    plugins = config.get("plugins", {})
+    for name, entry in config["methods"].items():
+        entry = entry or {}
+        if name not in built_in and name not in plugins:
+            raise ConfigError(
+                f"config key methods.{name}: unknown method; built in: {sorted(built_in)}; "
+                "a method of your own needs a 'plugins' entry (module:function)"
+            )
+        for key, value in entry.items():
+            if isinstance(value, list) and not value:
+                raise ConfigError(f"config key methods.{name}.{key}: empty list")
+        if name in plugins and not entry.get(SNAPSHOT_KEY):
+            raise ConfigError(f"config key methods.{name}.{SNAPSHOT_KEY}: a plug-in method needs snapshot epochs")
+    if config["n_holdout_oracles"] == 0 and "oracle" in config["methods"]:
+        raise ConfigError("config key n_holdout_oracles: the oracle method needs at least one held-out oracle")
+
+
+# grid -----------------------------------------------------------------------------------------------
+
+
+def format_value(value) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def run_id(hyperparameters: dict) -> str:
+    """A stable id of one grid point, Snakemake ``Paramspace`` style: ``key~value`` joined by ``_``."""
+    if not hyperparameters:
+        return "default"
+    return "_".join(f"{k}~{format_value(v)}" for k, v in sorted(hyperparameters.items()))
+
+
+def grid(entry: dict) -> Iterator[dict]:
+    """Every grid point of one method entry (Cartesian product over list values; snapshots excluded)."""
+    axes = {k: (v if isinstance(v, list) else [v]) for k, v in entry.items() if k != SNAPSHOT_KEY}
+    keys = sorted(axes)
+    for values in itertools.product(*(axes[k] for k in keys)):
+        yield dict(zip(keys, values))
+
+
+def method_runs(config: dict) -> dict[str, dict[str, dict]]:
+    """``{method: {run id: hyperparameters}}`` for every method and grid point in the config."""
+    return {m: {run_id(hp): hp for hp in grid(entry or {})} for m, entry in config["methods"].items()}
+
+
+def snapshot_epochs(config: dict, method: str) -> list[int]:
+    return sorted(set((config["methods"][method] or {}).get(SNAPSHOT_KEY, [0])))
+
+
+# shards -----------------------------------------------------------------------------------------------
+
+
+def chunks(start: int, stop: int, size: int) -> list[tuple[int, int]]:
+    return [(i, min(i + size, stop)) for i in range(start, stop, size)]
+
+
+def base_shards(config: dict) -> list[tuple[int, int]]:
+    """Model-index ranges of the base-model shards."""
+    return chunks(0, config["n_models"], config["models_per_job"])
+
+
+def oracle_shards(config: dict) -> list[tuple[int, int]]:
+    """Model-index ranges of oracle shards: scored oracles [0, N) first, then held-out ones [N, N+H).
+
+    A shard never mixes the two, so held-out oracles can be read without the scored ones.
+    """
+    n, h, k = config["n_models"], config["n_holdout_oracles"], config["models_per_job"]
+    return chunks(0, n, k) + chunks(n, n + h, k)
+
+
+def scored_oracle_shards(config: dict) -> list[int]:
+    return [i for i, (start, _) in enumerate(oracle_shards(config)) if start < config["n_models"]]
+
+
+def holdout_oracle_shards(config: dict) -> list[int]:
+    return [i for i, (start, _) in enumerate(oracle_shards(config)) if start >= config["n_models"]]
+
+
+def forget_set_seed(entry: dict) -> int:
+    """The seed of a random/class forget set: ``seed`` if given, else ``id - 1`` for integer ids (the
+    published convention: CIFAR-10 set 1 is ``seed(0)``), else 0."""
+    if "seed" in entry:
+        return int(entry["seed"])
+    return int(entry["id"]) - 1 if isinstance(entry["id"], int) else 0

@@ -1,0 +1,66 @@
+"""Forget sets: sorted int64 indices into the train split.
+
+Kinds:
+- ``random``: numpy's legacy RNG, ``seed(seed)`` then ``choice(n_train, size, replace=False)``, sorted.
+  This is exactly how the published CIFAR-10 sets 1-3 were made (seed = id - 1); needs only ``n_train``.
+- ``class``: every train point of the given classes, or ``size`` of them drawn with the same seeded recipe.
+- ``file``: a user ``.npy`` of indices (validated against the train-set size).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .storage import load_npy
+
+
+def random_forget_set(n_train: int, size: int, seed: int) -> np.ndarray:
+    if not 0 < size <= n_train:
+        raise ValueError(f"forget-set size {size} must be in 1..{n_train} (the train-set size)")
+    rng = np.random.RandomState(seed)  # the legacy generator: reproduces the published sets bit for bit
+    return np.sort(rng.choice(n_train, size, replace=False)).astype(np.int64)
+
+
+def class_forget_set(labels: np.ndarray, classes: list[int], size: int | None, seed: int) -> np.ndarray:
+    members = np.flatnonzero(np.isin(labels, classes)).astype(np.int64)
+    if len(members) == 0:
+        raise ValueError(f"no train point has a class in {classes}")
+    if size is None:
+        return members
+    if size > len(members):
+        raise ValueError(f"size {size} exceeds the {len(members)} train points of classes {classes}")
+    rng = np.random.RandomState(seed)
+    return np.sort(rng.choice(members, size, replace=False)).astype(np.int64)
+
+
+def file_forget_set(path: str | os.PathLike, n_train: int) -> np.ndarray:
+    indices = np.asarray(load_npy(path)).astype(np.int64).ravel()
+    if indices.size == 0 or indices.min() < 0 or indices.max() >= n_train:
+        raise ValueError(f"{path}: indices must be non-empty and within 0..{n_train - 1}")
+    if len(np.unique(indices)) != len(indices):
+        raise ValueError(f"{path}: indices repeat")
+    return np.sort(indices)
+
+
+def make_forget_set(spec: dict, n_train: int, labels: np.ndarray | None = None) -> np.ndarray:
+    """Build one forget set from its config entry ``spec`` (keys as in config/README.md)."""
+    kind = spec["kind"]
+    seed = int(spec.get("seed", 0))
+    if kind == "random":
+        return random_forget_set(n_train, int(spec["size"]), seed)
+    if kind == "class":
+        if labels is None:
+            raise ValueError("a class forget set needs the train labels")
+        return class_forget_set(labels, list(spec["classes"]), spec.get("size"), seed)
+    if kind == "file":
+        return file_forget_set(spec["path"], n_train)
+    raise ValueError(f"unknown forget-set kind {kind!r}")
+
+
+def retain_points(forget: np.ndarray, n_train: int) -> np.ndarray:
+    """Train indices not in the forget set (train minus F), sorted."""
+    keep = np.ones(n_train, dtype=bool)
+    keep[forget] = False
+    return np.flatnonzero(keep).astype(np.int64)

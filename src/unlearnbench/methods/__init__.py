@@ -1,0 +1,48 @@
+"""Unlearning methods by name.
+
+A method is one small module with a ``build`` function. Two kinds exist:
+
+- ``finetune`` methods change the base models: ``build(ctx, **hyperparameters) -> Plan`` returns the
+  optimiser and, per epoch, the phases of the shared loop (:mod:`unlearnbench.loop`); the loop does the
+  rest (snapshots, cost, divergence).
+- ``margins`` methods produce margins without training (``do_nothing``, ``oracle``):
+  ``build(inputs, **hyperparameters) -> (margins [M, P], model_index [M])``.
+
+Add a built-in method with one module and one line in :data:`METHODS`; or, without touching the
+package, name ``module:function`` under the config's ``plugins`` (a finetune ``build``; see README).
+This module imports no torch: the workflow reads the registry at every parse.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Registered:
+    target: str  # "module:function"
+    kind: str = "finetune"  # or "margins"
+    # extra inputs: "base_margins", "holdout_margins", "matching_oracles" (held-out oracle weights)
+    needs: tuple[str, ...] = ()
+
+
+METHODS: dict[str, Registered] = {
+    "do_nothing": Registered("unlearnbench.methods.do_nothing:build", "margins", ("base_margins",)),
+    "oracle": Registered("unlearnbench.methods.oracle:build", "margins", ("holdout_margins",)),
+}
+
+
+def lookup(name: str, plugins: dict[str, str] | None = None) -> Registered:
+    """Registry entry of a built-in method, or of a plug-in (``module:function``, a finetune method)."""
+    if plugins and name in plugins:
+        return Registered(plugins[name])
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; built in: {sorted(METHODS)}; or add it under 'plugins'") from None
+
+
+def load_build(entry: Registered):
+    module_name, _, attr = entry.target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)

@@ -1,0 +1,7 @@
+"""The base model itself: the upper bound on what unlearning must remove."""
+
+
+def build(inputs: dict, **_hp):
+    stored = inputs["base_margins"]  # a margins store: "margins" [M, P] and "model_index" [M]
+    return stored["margins"], stored["model_index"]
+

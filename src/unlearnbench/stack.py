@@ -1,0 +1,147 @@
+"""A stack of same-architecture models held as batched parameter tensors ``[M, ...]``.
+
+One forward call evaluates all M models (``torch.func.vmap`` over ``functional_call``); BatchNorm running
+statistics live in stacked buffers and update per model in train mode. The stack is also the storage
+unit: one safetensors file per shard of models, keys = parameter names, leading dim = model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from .models import build_model
+from .storage import load_tensors, save_tensors
+
+
+@dataclass
+class ModelStack:
+    arch: str
+    num_classes: int
+    in_channels: int
+    params: dict[str, torch.Tensor]
+    buffers: dict[str, torch.Tensor]
+    model_index: np.ndarray  # which models of their family these are (e.g. oracle 0..99)
+    _template: nn.Module = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self._template is None:
+            self._template = build_model(self.arch, self.num_classes, self.in_channels).to("meta")
+
+    # construction -----------------------------------------------------------------------------
+    @classmethod
+    def initialise(cls, arch: str, num_classes: int, in_channels: int, seeds, model_index, device="cpu"):
+        """Fresh models, model m initialised from ``torch.manual_seed(seeds[m])`` (as if built alone)."""
+        models = []
+        for seed in seeds:
+            torch.manual_seed(int(seed))
+            models.append(build_model(arch, num_classes, in_channels))
+        return cls.from_modules(models, arch, num_classes, in_channels, model_index, device)
+
+    @classmethod
+    def from_modules(cls, models, arch, num_classes, in_channels, model_index, device="cpu"):
+        params, buffers = stack_module_state(models)
+        params = {k: v.detach().to(device) for k, v in params.items()}
+        buffers = {k: v.detach().to(device) for k, v in buffers.items()}
+        return cls(arch, num_classes, in_channels, params, buffers, np.asarray(model_index, dtype=np.int64))
+
+    def to_module(self, m: int) -> nn.Module:
+        """Model m as an ordinary ``nn.Module`` (for export and for checks)."""
+        module = build_model(self.arch, self.num_classes, self.in_channels)
+        state = {k: v[m] for k, v in {**self.params, **self.buffers}.items()}
+        module.load_state_dict(state)
+        return module
+
+    @property
+    def n_models(self) -> int:
+        return len(self.model_index)
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.params.values())).device
+
+    def select(self, rows) -> ModelStack:
+        rows = list(rows)
+        return ModelStack(
+            self.arch,
+            self.num_classes,
+            self.in_channels,
+            {k: v[rows].clone() for k, v in self.params.items()},
+            {k: v[rows].clone() for k, v in self.buffers.items()},
+            self.model_index[rows],
+            self._template,
+        )
+
+    def assign(self, rows, other: ModelStack) -> None:
+        """Write ``other``'s models into rows ``rows`` of this stack."""
+        rows = list(rows)
+        for store, src in ((self.params, other.params), (self.buffers, other.buffers)):
+            for k in store:
+                store[k][rows] = src[k].to(store[k].device)
+
+    def copy(self) -> ModelStack:
+        return self.select(range(self.n_models))
+
+    # evaluation ---------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, *, train: bool, params=None) -> torch.Tensor:
+        """Logits ``[M, B, C]``. ``x`` is ``[M, B, ...]`` (a batch per model) or ``[B, ...]`` (shared)."""
+        self._template.train(train)
+        params = self.params if params is None else params
+        x_dim = 0 if x.dim() == self._input_dims() + 1 else None
+
+        def one(p, b, xb):
+            return functional_call(self._template, (p, b), (xb,))
+
+        return vmap(one, in_dims=(0, 0, x_dim), randomness="different")(params, self.buffers, x)
+
+    def _input_dims(self) -> int:
+        return 4  # [B, C, H, W]
+
+    @torch.no_grad()
+    def logits(self, inputs: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+        """Eval-mode logits of every model on every input: ``[M, n, C]`` (float32)."""
+        out = [self.forward(inputs[i : i + batch_size], train=False).float() for i in range(0, len(inputs), batch_size)]
+        return torch.cat(out, dim=1)
+
+    def finite(self) -> np.ndarray:
+        """Per model: are all parameters finite?"""
+        ok = torch.ones(self.n_models, dtype=torch.bool, device=self.device)
+        for v in self.params.values():
+            ok &= torch.isfinite(v.reshape(self.n_models, -1)).all(dim=1)
+        return ok.cpu().numpy()
+
+    # storage ------------------------------------------------------------------------------------
+    def save(self, path, extra_metadata: dict | None = None) -> None:
+        tensors = {f"param.{k}": v for k, v in self.params.items()}
+        tensors |= {f"buffer.{k}": v for k, v in self.buffers.items()}
+        tensors["model_index"] = torch.as_tensor(self.model_index)
+        metadata = {"arch": self.arch, "num_classes": str(self.num_classes), "in_channels": str(self.in_channels)}
+        metadata["extra"] = json.dumps(extra_metadata or {}, sort_keys=True)
+        save_tensors(path, tensors, metadata)
+
+    @classmethod
+    def load(cls, path, device="cpu") -> ModelStack:
+        tensors, meta = load_tensors(path)
+        params = {k[len("param.") :]: v.to(device) for k, v in tensors.items() if k.startswith("param.")}
+        buffers = {k[len("buffer.") :]: v.to(device) for k, v in tensors.items() if k.startswith("buffer.")}
+        return cls(
+            meta["arch"], int(meta["num_classes"]), int(meta["in_channels"]), params, buffers,
+            tensors["model_index"].numpy(),
+        )
+
+    @classmethod
+    def concat(cls, stacks: list[ModelStack]) -> ModelStack:
+        first = stacks[0]
+        return cls(
+            first.arch,
+            first.num_classes,
+            first.in_channels,
+            {k: torch.cat([s.params[k] for s in stacks]) for k in first.params},
+            {k: torch.cat([s.buffers[k] for s in stacks]) for k in first.buffers},
+            np.concatenate([s.model_index for s in stacks]),
+        )

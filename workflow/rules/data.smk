@@ -1,0 +1,25 @@
+rule prepare_dataset:
+    output:
+        splits="results/data/{dataset}/splits.npz",
+    params:
+        root=config["data"]["root"],
+        download=config["data"]["download"],
+    log:
+        "logs/prepare_dataset/{dataset}.log",
+    script:
+        "../scripts/prepare_dataset.py"
+
+
+rule make_forget_set:
+    input:
+        unpack(get_forget_set_input),
+    output:
+        indices=FORGET_SET,
+    params:
+        entry=get_forget_set_entry,
+        seed=get_forget_set_seed,
+        n_train=DATA.n_train,
+    log:
+        "logs/make_forget_set/{dataset}/forget_set_{forget_set}.log",
+    script:
+        "../scripts/make_forget_set.py"

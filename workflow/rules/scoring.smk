@@ -1,0 +1,36 @@
+# KLOM per point and per group (no torch: these jobs start fast), then the summary table.
+
+
+rule score_klom:
+    input:
+        unlearned=get_unlearned_shards,
+        oracles=get_scored_oracle_margins,
+        forget_set=FORGET_SET,
+    output:
+        scores=f"{SCORES}/klom.npz",
+        stats=f"{SCORES}/stats.csv",
+    params:
+        klom=config["klom"],
+        n_train=DATA.n_train,
+        n_val=DATA.n_val,
+        cost_unit=DATA.n_train * config["train"]["epochs"],
+    log:
+        "logs/score_klom/{dataset}/{method}/{run}/forget_set~{forget_set}.log",
+    benchmark:
+        "results/benchmarks/score_klom/{dataset}/{method}/{run}/forget_set~{forget_set}.tsv"
+    script:
+        "../scripts/score_klom.py"
+
+
+rule summarize:
+    input:
+        stats=get_all_stats,
+    output:
+        csv="results/klom_summary.csv",
+        parquet="results/klom_summary.parquet",
+    params:
+        run_keys=get_summary_keys,
+    log:
+        "logs/summarize.log",
+    script:
+        "../scripts/summarize.py"

@@ -1,0 +1,49 @@
+# Base models (on the whole train split) and oracles (per forget set, on train minus F), a shard of
+# models_per_job models per job. Model i's seed derives from (stage, forget set, i) alone.
+
+
+rule train_base:
+    input:
+        splits=SPLITS,
+    output:
+        weights=WEIGHTS.replace("{family}", "base"),
+    params:
+        model=config["model"],
+        recipe=config["train"],
+        model_range=lambda w: get_model_range(w, "base"),
+        seeds=get_base_seeds,
+        device=RES["device"],
+        models_per_batch=RES["models_per_batch"],
+    threads: RES["threads"]
+    resources:
+        gpu=RES["gpu"],
+    log:
+        "logs/train_base/{dataset}/shard~{shard}.log",
+    benchmark:
+        "results/benchmarks/train_base/{dataset}/shard~{shard}.tsv"
+    script:
+        "../scripts/train.py"
+
+
+rule train_oracle:
+    input:
+        splits=SPLITS,
+        forget_set=FORGET_SET,
+    output:
+        weights=WEIGHTS.replace("{family}", "oracle/forget_set~{forget_set}"),
+    params:
+        model=config["model"],
+        recipe=config["train"],
+        model_range=lambda w: get_model_range(w, "oracle"),
+        seeds=get_oracle_seeds,
+        device=RES["device"],
+        models_per_batch=RES["models_per_batch"],
+    threads: RES["threads"]
+    resources:
+        gpu=RES["gpu"],
+    log:
+        "logs/train_oracle/{dataset}/forget_set~{forget_set}/shard~{shard}.log",
+    benchmark:
+        "results/benchmarks/train_oracle/{dataset}/forget_set~{forget_set}/shard~{shard}.tsv"
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,24 @@
+# One job per method x grid point x forget set x shard of base models; margins at every snapshot epoch.
+
+
+rule unlearn:
+    input:
+        unpack(get_unlearn_input),
+    output:
+        margins=UNLEARNED,
+    params:
+        hyperparameters=get_hyperparameters,
+        epochs=get_snapshot_epochs,
+        seeds=get_unlearn_seeds,
+        plugins=config["plugins"],
+        device=RES["device"],
+        models_per_batch=RES["models_per_batch"],
+    threads: RES["threads"]
+    resources:
+        gpu=RES["gpu"],
+    log:
+        "logs/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/shard~{shard}.log",
+    benchmark:
+        "results/benchmarks/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/shard~{shard}.tsv"
+    script:
+        "../scripts/unlearn.py"

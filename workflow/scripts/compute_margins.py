@@ -1,0 +1,10 @@
+from unlearnbench import jobs, logs
+
+logs.to_file(snakemake.log[0])
+jobs.compute_margins(
+    snakemake.input.weights,
+    snakemake.input.splits,
+    snakemake.output.margins,
+    threads=snakemake.threads,
+    device=snakemake.params.device,
+)

@@ -1,0 +1,9 @@
+from unlearnbench import jobs, logs
+
+logs.to_file(snakemake.log[0])
+jobs.prepare_dataset(
+    snakemake.wildcards.dataset,
+    snakemake.output.splits,
+    root=snakemake.params.root,
+    download=snakemake.params.download,
+)
