@@ -32,10 +32,11 @@ def _torch_setup(threads: int, device_preference: str) -> str:
     return device
 
 
-def prepare_dataset(name: str, out: str, root: str = "data", download: bool = False) -> None:
+def prepare_dataset(name: str, out: str, root: str = "data", download: bool = False,
+                    verify_checksums: bool = True) -> None:
     from .data import load_dataset, save_splits
 
-    splits = load_dataset(name, root=root, download=download)
+    splits = load_dataset(name, root=root, download=download, verify_checksums=verify_checksums)
     log.info("%s: %d train / %d val points, input shape %s", name, splits.n_train, splits.n_val, splits.x_train.shape[1:])
     save_splits(out, splits)
 

@@ -109,9 +109,10 @@ class ModelStack:
         return torch.cat(out, dim=1)
 
     def finite(self) -> np.ndarray:
-        """Per model: are all parameters finite?"""
+        """Per model: are all parameters and floating-point buffers (BatchNorm statistics) finite?"""
         ok = torch.ones(self.n_models, dtype=torch.bool, device=self.device)
-        for v in self.params.values():
+        tensors = list(self.params.values()) + [b for b in self.buffers.values() if b.is_floating_point()]
+        for v in tensors:
             ok &= torch.isfinite(v.reshape(self.n_models, -1)).all(dim=1)
         return ok.cpu().numpy()
 

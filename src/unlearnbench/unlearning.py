@@ -58,7 +58,8 @@ def unlearn_stack(
     record = run_loop(base, inputs, labels, seeds, plan.optimiser, max(snapshots), plan.phases, snapshot,
                       models_per_batch)
     margins = np.stack([record.snapshots[e] for e in snapshots])
-    diverged = np.stack([record.diverged[e] for e in snapshots])
+    # diverged: non-finite loss, weights or BatchNorm statistics, or margins that overflowed
+    diverged = np.stack([record.diverged[e] for e in snapshots]) | ~np.isfinite(margins).all(axis=-1)
     margins[diverged] = np.nan  # a diverged model's margins are meaningless; scoring saturates them
     for e, d in zip(snapshots, diverged):
         if d.any():

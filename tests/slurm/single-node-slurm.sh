@@ -16,6 +16,8 @@
 #   SLURM_PARTITION=debug name of the single partition
 #   SLURM_START_TIMEOUT=60   seconds to wait for each daemon / for the node to become idle
 #   SLURM_APT_TIMEOUT=600    seconds allowed for apt-get update + install
+#   SLURM_FORCE=1         overwrite an /etc/slurm/slurm.conf this script did not write (start
+#                         refuses with exit code 3 otherwise: it is meant for throwaway machines)
 #
 # Every wait is bounded; on a timeout the script prints the relevant daemon log and exits 1.
 # Measured with snakemake 9.27.1 + snakemake-executor-plugin-slurm 2.8.0: without slurmdbd the
@@ -31,6 +33,9 @@ APT_TIMEOUT=${SLURM_APT_TIMEOUT:-600}
 ETC=/etc/slurm
 LOGDIR=/var/log/slurm
 MARIADB_PIDFILE=/run/mysqld/ci-mariadbd.pid
+# every task's Slurm job id, step id and CUDA_VISIBLE_DEVICES, one line each (written by a
+# TaskProlog); tests read it to see which GPUs Slurm handed to which job
+JOB_ENV_LOG=${LOGDIR}/job-env.log
 # order matters for stop: compute daemon first, munge last
 PIDFILES="/run/slurmd.pid /run/slurmctld.pid /run/slurmdbd.pid $MARIADB_PIDFILE /run/munge/munged.pid"
 
@@ -53,6 +58,15 @@ show_logs() {  # show_logs <file...>: last lines of daemon logs, to explain a fa
       err "---- $f: missing or empty ----"
     fi
   done
+}
+
+not_foreign() {
+  # never touch the configuration or daemons of a real cluster (exit 3: "not on this machine")
+  if [ -s "$ETC/slurm.conf" ] && ! grep -q "written by .*single-node-slurm.sh" "$ETC/slurm.conf" \
+     && [ "${SLURM_FORCE:-0}" != 1 ]; then
+    err "$ETC/slurm.conf was not written by this script: refusing to $1 (SLURM_FORCE=1 overrides)"
+    exit 3
+  fi
 }
 
 pkgs_installed() {
@@ -106,6 +120,15 @@ write_configs() {
     rm -f "$ETC/gres.conf"
   fi
 
+  # TaskProlog: runs as the job's user, in the task's environment, just before each task
+  cat > "$ETC/ci-task-prolog.sh" <<PROLOG
+#!/bin/sh
+echo "job=\${SLURM_JOB_ID:-} step=\${SLURM_STEP_ID:-batch} name=\${SLURM_JOB_NAME:-} CUDA_VISIBLE_DEVICES=\${CUDA_VISIBLE_DEVICES-unset}" >> ${JOB_ENV_LOG} 2>/dev/null
+exit 0
+PROLOG
+  chmod 755 "$ETC/ci-task-prolog.sh"
+  touch "$JOB_ENV_LOG" && chmod 666 "$JOB_ENV_LOG"
+
   if [ "$WITH_DBD" = 1 ]; then
     ACCT="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
@@ -141,6 +164,7 @@ ReturnToService=2
 SwitchType=switch/none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
+TaskProlog=${ETC}/ci-task-prolog.sh
 ${ACCT}
 # jobcomp/filetxt: a flat log of finished jobs (JobId, Name, JobState, ...) that
 # works without slurmdbd; tests read it as evidence that jobs ran through Slurm
@@ -232,6 +256,7 @@ start_daemon() {  # start_daemon <name> <pidfile> <logfile> <command...>: daemon
 
 start() {
   need_root
+  not_foreign "start a test cluster"
   local t0
   t0=$(now)
   command -v slurmctld >/dev/null || { err "slurm is not installed; run '$0 install' first"; exit 1; }
@@ -285,6 +310,7 @@ start() {
 
 stop() {
   local f pid
+  not_foreign "stop daemons"
   for f in $PIDFILES; do
     [ -s "$f" ] || continue
     pid=$(cat "$f")

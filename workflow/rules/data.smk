@@ -4,6 +4,7 @@ rule prepare_dataset:
     params:
         root=config["data"]["root"],
         download=config["data"]["download"],
+        verify_checksums=config["data"]["verify_checksums"],
     log:
         "logs/prepare_dataset/{dataset}.log",
     script:

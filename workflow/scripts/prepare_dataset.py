@@ -6,4 +6,5 @@ jobs.prepare_dataset(
     snakemake.output.splits,
     root=snakemake.params.root,
     download=snakemake.params.download,
+    verify_checksums=snakemake.params.verify_checksums,
 )

@@ -30,6 +30,11 @@ class Registered:
 METHODS: dict[str, Registered] = {
     "do_nothing": Registered("unlearnbench.methods.do_nothing:build", "margins", ("base_margins",)),
     "oracle": Registered("unlearnbench.methods.oracle:build", "margins", ("holdout_margins",)),
+    "gradient_ascent": Registered("unlearnbench.methods.gradient_ascent:build"),
+    "gradient_descent": Registered("unlearnbench.methods.gradient_descent:build"),
+    "ascent_descent": Registered("unlearnbench.methods.ascent_descent:build"),
+    "scrub": Registered("unlearnbench.methods.scrub:build"),
+    "oracle_matching": Registered("unlearnbench.methods.oracle_matching:build", needs=("matching_oracles",)),
 }
 
 

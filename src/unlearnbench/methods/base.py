@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,9 +31,35 @@ class UnlearningContext:
     original: ModelStack  # frozen copy of the models before unlearning (e.g. SCRUB's teacher)
     seeds: list[int]
     targets: dict[str, torch.Tensor] = field(default_factory=dict)  # per-model targets, e.g. oracle logits
+    _teachers: dict = field(default_factory=dict, repr=False)
 
     def phase(self, points: np.ndarray, loss, lr, batch_size: int, name: str) -> Phase:
-        return Phase(np.asarray(points), int(batch_size), loss, float(lr) if not callable(lr) else lr, name)
+        return Phase(np.asarray(points), int(batch_size), loss, lr if callable(lr) else float(lr), name)
+
+    @torch.no_grad()
+    def original_logits(self, batch: Batch) -> torch.Tensor:
+        """Eval-mode logits of the models *before* unlearning on this batch: ``[M, B, C]``."""
+        rows = tuple(batch.rows)
+        if rows not in self._teachers:
+            self._teachers[rows] = self.original.select(rows)
+        return self._teachers[rows].forward(batch.inputs, train=False).float()
+
+    def target(self, name: str, batch: Batch) -> torch.Tensor:
+        """Per-model per-point targets (``targets[name]`` is ``[M, P, ...]``) gathered for this batch."""
+        table = self.targets[name]
+        rows = torch.as_tensor(list(batch.rows), device=table.device)
+        return table[rows[:, None], batch.indices]
+
+    def sample_per_model(self, points: np.ndarray, size: int, epoch: int, stream: str) -> np.ndarray:
+        """For each model, ``size`` of ``points`` without replacement, fresh each epoch: ``[M, size]``.
+
+        Seeded by (model seed, stream, epoch), so any model's run can be rebuilt alone.
+        """
+        size = min(size, len(points))
+        return np.stack([
+            np.random.default_rng([seed, epoch, zlib.crc32(stream.encode())]).choice(points, size, replace=False)
+            for seed in self.seeds
+        ])
 
 
 def sgd(momentum: float = 0.0, weight_decay: float = 0.0) -> Optimiser:
@@ -46,6 +73,14 @@ def sgd(momentum: float = 0.0, weight_decay: float = 0.0) -> Optimiser:
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, _batch: Batch | None = None) -> torch.Tensor:
     m, b, c = logits.shape
     return F.cross_entropy(logits.reshape(m * b, c), labels.reshape(-1), reduction="none").view(m, b).mean(1)
+
+
+def kd_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 * KL(softmax(teacher/T) || softmax(student/T)), mean over the batch: per-model ``[M]``."""
+    log_student = F.log_softmax(logits / temperature, dim=-1)
+    log_teacher = F.log_softmax(teacher / temperature, dim=-1)
+    kl = (log_teacher.exp() * (log_teacher - log_student)).sum(-1)
+    return temperature**2 * kl.mean(-1)
 
 
 def negated(loss):

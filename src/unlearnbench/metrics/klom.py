@@ -40,6 +40,8 @@ __all__ = ["DIRECTIONS", "klom", "saturation", "prepare_inputs"]
 
 DIRECTIONS: tuple[str, str] = ("unlearned-oracle", "oracle-unlearned")
 
+_KEPT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
 # Scratch memory per chunk stays in the CPU caches' neighbourhood; ~4096 CIFAR points with N=100 + 100 models.
 _CHUNK_ELEMENTS = 1 << 19
 
@@ -60,7 +62,7 @@ def prepare_inputs(
     """Validate arguments and bring both margin matrices to one float dtype.
 
     The common dtype is NumPy's promotion of the two (float32 + float32 stays float32, so edges are float32 as in
-    the published code); integer or boolean margins become float64.  Shared with ``klom_reference`` so both
+    the published code); integer, boolean and long-double margins become float64.  Shared with ``klom_reference`` so both
     estimators see identical inputs.
     """
     if direction not in DIRECTIONS:
@@ -77,10 +79,10 @@ def prepare_inputs(
     if u.shape[0] == 0 or o.shape[0] == 0:
         raise ValueError("each margin matrix needs at least one model (row)")
     dtype = np.result_type(u.dtype, o.dtype)
-    if dtype.kind in "biu":
-        dtype = np.dtype(np.float64)
-    elif dtype.kind != "f":
+    if dtype.kind not in "biuf":
         raise TypeError(f"margins must be real numbers, got dtype {dtype}")
+    if dtype not in _KEPT_DTYPES:  # integers, and long double (which numpy.digitize cannot take)
+        dtype = np.dtype(np.float64)
     return u.astype(dtype, copy=False), o.astype(dtype, copy=False)
 
 
@@ -176,7 +178,7 @@ def _bin_counts(
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         inv_step = np.reciprocal(step) * dt(1 - 8 * np.finfo(dt).eps)
         guess_hi = np.floor(np.subtract(hi, lo, dtype=dt) * inv_step)
-    fast = (step > 0) & np.isfinite(inv_step) & (guess_hi == bins - 1)
+    fast = np.isfinite(inv_step) & (guess_hi == bins - 1)  # step == 0 gives an infinite inv_step
     inv_step[~fast] = 0
     counts = [_digitize_counts(s, lo, hi, step, inv_step, fast, edges) for s in samples]
     for c in counts:
@@ -204,44 +206,47 @@ def _digitize_counts(
     """
     n = s.shape[1]
     width = edges.shape[0] + 1
-    t = s - lo
-    t *= inv_step
-    np.floor(t, out=t)
-    edge = t * step
+    g = s - lo
+    g *= inv_step
+    np.floor(g, out=g)
+    edge = g * step
     edge += lo
     ok = edge <= s
-    t += 1
-    np.multiply(t, step, out=edge)
+    g += 1
+    np.multiply(g, step, out=edge)
     edge += lo
     at_hi = s >= hi
     upper = s < edge
     upper |= at_hi
     ok &= upper
-    ok[:, ~fast] = False
-    t += at_hi
-    idx = t.astype(np.intp)
-    if not ok.all():
-        rows, cols = np.nonzero(~ok)
+    g += at_hi
+    idx = g.astype(np.intp)  # the digitize index wherever ok
+    bad_cols = np.flatnonzero(~(ok.all(axis=0) & fast))
+    if bad_cols.size:
+        bad = ~ok[:, bad_cols]
+        bad[:, ~fast[bad_cols]] = True
+        rows, k = np.nonzero(bad)
+        cols = bad_cols[k]
         idx[rows, cols] = (edges[:, cols] <= s[rows, cols]).sum(axis=0)
     idx += np.arange(0, n * width, width, dtype=np.intp)
     return np.bincount(idx.ravel(), minlength=n * width).reshape(n, width)
 
 
 def _kl(count_p: np.ndarray, count_q: np.ndarray, eps: float) -> np.ndarray:
-    """Row-wise floored KL(P ‖ Q) from counts [n, bins]; rows the reference leaves NaN get ``saturation(eps)``."""
-    p, q = _normalise(count_p), _normalise(count_q)
-    pos = p > 0
+    """Row-wise floored KL(P ‖ Q) from counts [n, bins]; rows the reference leaves NaN get ``saturation(eps)``.
+
+    Uses Σ P ln(P / (Q~/S)) = Σ P ln(P / Q~) + ln S (P sums to one), which saves a pass over the bins.
+    """
+    n_p = count_p.sum(axis=1, keepdims=True)
+    pos = count_p > 0
+    p = count_p / np.maximum(n_p, 1)
+    q = count_q / np.maximum(count_q.sum(axis=1, keepdims=True), 1)  # an empty sample gives all zeros
     q_floor = np.where(pos, np.maximum(q, eps), q)
-    total = q_floor.sum(axis=1, keepdims=True)
-    undefined = ~pos.any(axis=1) | (total[:, 0] == 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(pos, p * np.log(p / (q_floor / total)), 0.0)
-    kl = terms.sum(axis=1)
+    total = q_floor.sum(axis=1)
+    ratio = np.divide(p, q_floor, out=np.ones_like(p), where=pos)
+    kl = (p * np.log(ratio)).sum(axis=1)
+    undefined = (n_p[:, 0] == 0) | (total == 0)
+    with np.errstate(divide="ignore"):
+        kl += np.log(total)
     kl[undefined] = saturation(eps)
     return kl
-
-
-def _normalise(counts: np.ndarray) -> np.ndarray:
-    """Rows of counts to probabilities; an empty row stays all zero."""
-    total = counts.sum(axis=1, keepdims=True)
-    return counts / np.maximum(total, 1)

@@ -1,0 +1,8 @@
+"""Gradient ascent: each epoch one pass over the forget set *maximising* cross-entropy."""
+
+from .base import Plan, cross_entropy, negated, sgd
+
+
+def build(ctx, lr: float, batch_size: int = 64):
+    forget = ctx.phase(ctx.forget, negated(cross_entropy), lr, batch_size, "ascent")
+    return Plan(sgd(), lambda epoch: [forget])

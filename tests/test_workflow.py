@@ -1,0 +1,90 @@
+"""The workflow through snakemake itself, on the tiny config."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import TINY_CONFIG, copy_workflow, planned_jobs, snakemake
+
+pytestmark = pytest.mark.workflow
+
+RULES = {
+    "prepare_dataset", "make_forget_set", "train_base", "train_oracle", "compute_margins", "unlearn",
+    "score_klom", "summarize",
+}
+
+
+def tiny_config(workdir):
+    return yaml.safe_load((workdir / TINY_CONFIG).read_text())
+
+
+def write_config(workdir, config, name="edited.yaml"):
+    path = workdir / name
+    path.write_text(yaml.safe_dump(config))
+    return name
+
+
+def test_dry_run_lists_every_rule(workflow_copy):
+    proc = snakemake(workflow_copy, "-n", "--configfile", TINY_CONFIG)
+    assert RULES <= set(planned_jobs(proc))
+
+
+def test_lint_is_clean(workflow_copy):
+    proc = snakemake(workflow_copy, "--lint", "--configfile", TINY_CONFIG, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_summary_has_every_forget_set_method_and_group(tiny_run):
+    table = pd.read_csv(tiny_run / "results/klom_summary.csv")
+    config = tiny_config(tiny_run)
+    required = ["dataset", "model", "forget_set", "method", "run", "epoch", "group", "n_points", "n_models",
+                "p95", "p99", "mean", "std", "relative_cost", "diverged", "direction"]
+    assert set(required) <= set(table.columns)
+    seen = set(zip(table.forget_set.astype(str), table.method, table.group))
+    for fs in config["forget_sets"]:
+        for method in config["methods"]:
+            for group in ("forget", "retain", "val"):
+                assert (str(fs["id"]), method, group) in seen
+    assert (tiny_run / "results/klom_summary.parquet").exists()
+    assert pd.read_parquet(tiny_run / "results/klom_summary.parquet").shape == table.shape
+    assert (table.direction == "unlearned-oracle").all()
+
+
+def test_group_sizes_match_the_forget_sets(tiny_run):
+    table = pd.read_csv(tiny_run / "results/klom_summary.csv")
+    sizes = {str(fs["id"]): fs["size"] for fs in tiny_config(tiny_run)["forget_sets"]}
+    for (fs, group), n in table.groupby([table.forget_set.astype(str), "group"])["n_points"].first().items():
+        expected = {"forget": sizes[fs], "retain": 1200 - sizes[fs], "val": 597}[group]
+        assert n == expected
+
+
+def test_do_nothing_is_far_from_the_oracle_draw_on_forget_points(tiny_run):
+    """The weak form of the expected outcome: do-nothing's forget KLOM is far above the oracle draw's."""
+    table = pd.read_csv(tiny_run / "results/klom_summary.csv")
+    forget = table[table.group == "forget"].set_index(["forget_set", "method"])["mean"]
+    for fs in table.forget_set.unique():
+        assert forget[(fs, "do_nothing")] > 1.5 * forget[(fs, "oracle")]
+
+
+def test_second_run_has_nothing_to_do(tiny_run):
+    proc = snakemake(tiny_run, "-n", "--configfile", TINY_CONFIG)
+    assert planned_jobs(proc) == {}, proc.stdout
+
+
+def test_changing_klom_bins_reruns_only_scoring(tiny_run):
+    config = tiny_config(tiny_run)
+    config["klom"]["bins"] = config["klom"].get("bins", 20) + 3
+    proc = snakemake(tiny_run, "-n", "--configfile", write_config(tiny_run, config))
+    assert set(planned_jobs(proc)) == {"score_klom", "summarize", "all"}
+
+
+def test_changing_train_epochs_reruns_training_and_what_follows(tiny_run):
+    config = tiny_config(tiny_run)
+    config["train"]["epochs"] += 1
+    jobs = planned_jobs(snakemake(tiny_run, "-n", "--configfile", write_config(tiny_run, config)))
+    assert {"train_base", "train_oracle", "compute_margins", "unlearn", "score_klom", "summarize"} <= set(jobs)
+    assert "prepare_dataset" not in jobs and "make_forget_set" not in jobs
