@@ -3,8 +3,14 @@
 import os
 import sys
 
-from unlearnbench.config import ConfigError, validate
+# The library lives in src/: importable here and in every job (also under --sdm conda and on Slurm).
+SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, SRC)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.getenv("PYTHONPATH")]))
+)
 
+from unlearnbench.config import ConfigError, validate
 
 # The embedded default, unless a scenario is given with --configfile (a scenario is complete on its
 # own: no silent merge with the default's methods or forget sets). --config k=v still overrides.
@@ -14,7 +20,9 @@ if not workflow.overwrite_configfiles:
 
 
 try:
-    validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+    validate(
+        config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+    )
 except ConfigError as err:
     sys.exit(f"Invalid config: {err}")
 
@@ -28,10 +36,10 @@ include: "workflow/rules/scoring.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/klom_summary.csv",
         "results/klom_summary.parquet",
-    default_target: True
 
 
 onsuccess:

@@ -9,7 +9,7 @@ from unlearnbench.margins import stack_margins
 from unlearnbench.stack import ModelStack
 from unlearnbench.training import Recipe, lr_at, train_stack
 
-RECIPE = Recipe(epochs=2, batch_size=64, lr=0.2, peak_epoch=1, momentum=0.9, weight_decay=5e-4)
+RECIPE = Recipe(epochs=8, batch_size=32, lr=0.2, peak_epoch=2, momentum=0.9, weight_decay=5e-4)
 
 
 @pytest.fixture(scope="module")

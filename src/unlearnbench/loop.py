@@ -71,6 +71,18 @@ class RunRecord:
     snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # epoch -> what on_epoch_end returned
 
 
+def even_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """``ceil(n / batch_size)`` batches whose sizes differ by at most one.
+
+    Not ``batch_size``-sized batches plus a remainder: a remainder of 2 points (290 oracle points in
+    batches of 32) makes BatchNorm statistics of that step so noisy that oracles drift away from base
+    models on *every* point (measured: retain KLOM P95 6.7 instead of 0.6).
+    """
+    steps = -(-n // batch_size)
+    bounds = [round(i * n / steps) for i in range(steps + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 def _model_generators(seeds: Sequence[int]) -> list[np.random.Generator]:
     return [np.random.default_rng(int(s)) for s in seeds]
 
@@ -128,9 +140,8 @@ def _run_part(
             orders = np.stack(
                 [g.permutation(points if points.ndim == 1 else points[i]) for i, g in enumerate(gens)]
             )
-            steps = range(0, orders.shape[1], phase.batch_size)
-            for step, begin in enumerate(steps):
-                idx = torch.from_numpy(orders[:, begin : begin + phase.batch_size]).to(device)
+            for step, (begin, end) in enumerate(even_batches(orders.shape[1], phase.batch_size)):
+                idx = torch.from_numpy(orders[:, begin:end]).to(device)
                 x = inputs[idx]
                 lr = phase.lr(step) if callable(phase.lr) else phase.lr
                 for group in opt.param_groups:

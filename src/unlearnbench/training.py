@@ -7,14 +7,13 @@ very first step has lr 0 (as the published CIFAR-10 recipe). Cross-entropy with 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .loop import Optimiser, Phase, run_loop
+from .loop import Optimiser, Phase, even_batches, run_loop
 from .stack import ModelStack
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ def train_stack(
 ):
     """Train every model of ``stack`` from its current weights on ``train_points`` with ``recipe``."""
     train_points = np.asarray(train_points)
-    steps_per_epoch = math.ceil(train_points.shape[-1] / recipe.batch_size)
+    steps_per_epoch = len(even_batches(train_points.shape[-1], recipe.batch_size))
     loss = cross_entropy_loss(recipe.label_smoothing)
 
     def phases(epoch: int) -> list[Phase]:

@@ -17,7 +17,9 @@ SPLITS = f"results/data/{DATASET}/splits.npz"
 FORGET_SET = "results/forget_sets/{dataset}/forget_set_{forget_set}.npy"
 WEIGHTS = "results/weights/{dataset}/{family}/shard~{shard}.safetensors"
 MARGINS = "results/margins/{dataset}/{family}/shard~{shard}.npz"
-UNLEARNED = "results/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/shard~{shard}.npz"
+UNLEARNED = (
+    "results/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/shard~{shard}.npz"
+)
 SCORES = "results/klom/{dataset}/{method}/{run}/forget_set~{forget_set}"
 
 
@@ -58,12 +60,18 @@ def get_model_range(wildcards, stage):
 
 
 def get_base_seeds(wildcards):
-    return [derive_seed("base", i, base=config["seed"]) for i in range(*get_model_range(wildcards, "base"))]
+    return [
+        derive_seed("base", i, base=config["seed"])
+        for i in range(*get_model_range(wildcards, "base"))
+    ]
 
 
 def get_oracle_seeds(wildcards):
     start, stop = get_model_range(wildcards, "oracle")
-    return [derive_seed("oracle", wildcards.forget_set, i, base=config["seed"]) for i in range(start, stop)]
+    return [
+        derive_seed("oracle", wildcards.forget_set, i, base=config["seed"])
+        for i in range(start, stop)
+    ]
 
 
 def get_unlearn_input(wildcards):
@@ -74,19 +82,26 @@ def get_unlearn_input(wildcards):
     if entry.kind == "margins":
         inputs = {}
         if "base_margins" in entry.needs:
-            inputs["base_margins"] = MARGINS.format(dataset=DATASET, family="base", shard=shard)
+            inputs["base_margins"] = MARGINS.format(
+                dataset=DATASET, family="base", shard=shard
+            )
         if "holdout_margins" in entry.needs:
             holdout = plan.holdout_oracle_shards(config)[shard]
-            inputs["holdout_margins"] = MARGINS.format(dataset=DATASET, family=family, shard=holdout)
+            inputs["holdout_margins"] = MARGINS.format(
+                dataset=DATASET, family=family, shard=holdout
+            )
         return inputs
     inputs = {
         "weights": WEIGHTS.format(dataset=DATASET, family="base", shard=shard),
         "splits": SPLITS,
-        "forget_set": FORGET_SET.format(dataset=DATASET, forget_set=wildcards.forget_set),
+        "forget_set": FORGET_SET.format(
+            dataset=DATASET, forget_set=wildcards.forget_set
+        ),
     }
     if "matching_oracles" in entry.needs:
         inputs["matching_oracles"] = [
-            WEIGHTS.format(dataset=DATASET, family=family, shard=s) for s in plan.holdout_oracle_shards(config)
+            WEIGHTS.format(dataset=DATASET, family=family, shard=s)
+            for s in plan.holdout_oracle_shards(config)
         ]
     return inputs
 
@@ -109,16 +124,27 @@ def get_snapshot_epochs(wildcards):
 def get_unlearn_seeds(wildcards):
     start, stop = BASE_SHARDS[int(wildcards.shard)]
     w = wildcards
-    return [derive_seed("unlearn", w.method, w.run, w.forget_set, i, base=config["seed"]) for i in range(start, stop)]
+    return [
+        derive_seed("unlearn", w.method, w.run, w.forget_set, i, base=config["seed"])
+        for i in range(start, stop)
+    ]
 
 
 def get_unlearned_shards(wildcards):
-    return expand(UNLEARNED, shard=get_unlearn_shards(wildcards.method), allow_missing=True, **wildcards)
+    return expand(
+        UNLEARNED,
+        shard=get_unlearn_shards(wildcards.method),
+        allow_missing=True,
+        **wildcards,
+    )
 
 
 def get_scored_oracle_margins(wildcards):
     family = oracle_family(wildcards.forget_set)
-    return [MARGINS.format(dataset=DATASET, family=family, shard=s) for s in plan.scored_oracle_shards(config)]
+    return [
+        MARGINS.format(dataset=DATASET, family=family, shard=s)
+        for s in plan.scored_oracle_shards(config)
+    ]
 
 
 def all_scored_runs():
@@ -127,12 +153,21 @@ def all_scored_runs():
 
 
 def get_all_stats(wildcards):
-    return [f"{SCORES}/stats.csv".format(dataset=DATASET, method=m, run=r, forget_set=fs) for m, r, fs in all_scored_runs()]
+    return [
+        f"{SCORES}/stats.csv".format(dataset=DATASET, method=m, run=r, forget_set=fs)
+        for m, r, fs in all_scored_runs()
+    ]
 
 
 def get_summary_keys(wildcards):
     return [
-        {"dataset": DATASET, "model": config["model"], "forget_set": fs, "method": m, "run": r}
+        {
+            "dataset": DATASET,
+            "model": config["model"],
+            "forget_set": fs,
+            "method": m,
+            "run": r,
+        }
         for m, r, fs in all_scored_runs()
     ]
 
@@ -142,7 +177,14 @@ def print_summary(path):
     import pandas as pd
 
     table = pd.read_csv(path)
-    last = table[table["epoch"] == table.groupby(["forget_set", "method", "run"])["epoch"].transform("max")]
-    best = last.pivot_table(index=["forget_set", "method"], columns="group", values="p95", aggfunc="min")
-    print(f"\nKLOM P95 (best grid point, last snapshot; lower is better). Full table: {path}\n")
+    last = table[
+        table["epoch"]
+        == table.groupby(["forget_set", "method", "run"])["epoch"].transform("max")
+    ]
+    best = last.pivot_table(
+        index=["forget_set", "method"], columns="group", values="p95", aggfunc="min"
+    )
+    print(
+        f"\nKLOM P95 (best grid point, last snapshot; lower is better). Full table: {path}\n"
+    )
     print(best[["forget", "retain", "val"]].round(3).to_string())

@@ -1,12 +1,14 @@
 rule prepare_dataset:
     output:
         splits="results/data/{dataset}/splits.npz",
+    log:
+        "logs/prepare_dataset/{dataset}.log",
+    conda:
+        "../../envs/unlearnbench.yaml"
     params:
         root=config["data"]["root"],
         download=config["data"]["download"],
         verify_checksums=config["data"]["verify_checksums"],
-    log:
-        "logs/prepare_dataset/{dataset}.log",
     script:
         "../scripts/prepare_dataset.py"
 
@@ -16,11 +18,13 @@ rule make_forget_set:
         unpack(get_forget_set_input),
     output:
         indices=FORGET_SET,
+    log:
+        "logs/make_forget_set/{dataset}/forget_set_{forget_set}.log",
+    conda:
+        "../../envs/unlearnbench.yaml"
     params:
         entry=get_forget_set_entry,
         seed=get_forget_set_seed,
         n_train=DATA.n_train,
-    log:
-        "logs/make_forget_set/{dataset}/forget_set_{forget_set}.log",
     script:
         "../scripts/make_forget_set.py"

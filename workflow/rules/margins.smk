@@ -4,14 +4,16 @@ rule compute_margins:
         splits=SPLITS,
     output:
         margins=MARGINS,
-    params:
-        device=RES["device"],
-    threads: RES["threads"]
-    resources:
-        gpu=RES["gpu"],
     log:
         "logs/compute_margins/{dataset}/{family}/shard~{shard}.log",
     benchmark:
         "results/benchmarks/compute_margins/{dataset}/{family}/shard~{shard}.tsv"
+    conda:
+        "../../envs/unlearnbench.yaml"
+    threads: RES["threads"]
+    resources:
+        gpu=RES["gpu"],
+    params:
+        device=RES["device"],
     script:
         "../scripts/compute_margins.py"

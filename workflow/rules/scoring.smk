@@ -9,15 +9,17 @@ rule score_klom:
     output:
         scores=f"{SCORES}/klom.npz",
         stats=f"{SCORES}/stats.csv",
+    log:
+        "logs/score_klom/{dataset}/{method}/{run}/forget_set~{forget_set}.log",
+    benchmark:
+        "results/benchmarks/score_klom/{dataset}/{method}/{run}/forget_set~{forget_set}.tsv"
+    conda:
+        "../../envs/unlearnbench.yaml"
     params:
         klom=config["klom"],
         n_train=DATA.n_train,
         n_val=DATA.n_val,
         cost_unit=DATA.n_train * config["train"]["epochs"],
-    log:
-        "logs/score_klom/{dataset}/{method}/{run}/forget_set~{forget_set}.log",
-    benchmark:
-        "results/benchmarks/score_klom/{dataset}/{method}/{run}/forget_set~{forget_set}.tsv"
     script:
         "../scripts/score_klom.py"
 
@@ -28,9 +30,11 @@ rule summarize:
     output:
         csv="results/klom_summary.csv",
         parquet="results/klom_summary.parquet",
-    params:
-        run_keys=get_summary_keys,
     log:
         "logs/summarize.log",
+    conda:
+        "../../envs/unlearnbench.yaml"
+    params:
+        run_keys=get_summary_keys,
     script:
         "../scripts/summarize.py"

@@ -7,6 +7,15 @@ rule train_base:
         splits=SPLITS,
     output:
         weights=WEIGHTS.replace("{family}", "base"),
+    log:
+        "logs/train_base/{dataset}/shard~{shard}.log",
+    benchmark:
+        "results/benchmarks/train_base/{dataset}/shard~{shard}.tsv"
+    conda:
+        "../../envs/unlearnbench.yaml"
+    threads: RES["threads"]
+    resources:
+        gpu=RES["gpu"],
     params:
         model=config["model"],
         recipe=config["train"],
@@ -14,13 +23,6 @@ rule train_base:
         seeds=get_base_seeds,
         device=RES["device"],
         models_per_batch=RES["models_per_batch"],
-    threads: RES["threads"]
-    resources:
-        gpu=RES["gpu"],
-    log:
-        "logs/train_base/{dataset}/shard~{shard}.log",
-    benchmark:
-        "results/benchmarks/train_base/{dataset}/shard~{shard}.tsv"
     script:
         "../scripts/train.py"
 
@@ -31,6 +33,15 @@ rule train_oracle:
         forget_set=FORGET_SET,
     output:
         weights=WEIGHTS.replace("{family}", "oracle/forget_set~{forget_set}"),
+    log:
+        "logs/train_oracle/{dataset}/forget_set~{forget_set}/shard~{shard}.log",
+    benchmark:
+        "results/benchmarks/train_oracle/{dataset}/forget_set~{forget_set}/shard~{shard}.tsv"
+    conda:
+        "../../envs/unlearnbench.yaml"
+    threads: RES["threads"]
+    resources:
+        gpu=RES["gpu"],
     params:
         model=config["model"],
         recipe=config["train"],
@@ -38,12 +49,5 @@ rule train_oracle:
         seeds=get_oracle_seeds,
         device=RES["device"],
         models_per_batch=RES["models_per_batch"],
-    threads: RES["threads"]
-    resources:
-        gpu=RES["gpu"],
-    log:
-        "logs/train_oracle/{dataset}/forget_set~{forget_set}/shard~{shard}.log",
-    benchmark:
-        "results/benchmarks/train_oracle/{dataset}/forget_set~{forget_set}/shard~{shard}.tsv"
     script:
         "../scripts/train.py"

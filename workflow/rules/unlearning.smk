@@ -6,6 +6,15 @@ rule unlearn:
         unpack(get_unlearn_input),
     output:
         margins=UNLEARNED,
+    log:
+        "logs/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/shard~{shard}.log",
+    benchmark:
+        "results/benchmarks/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/shard~{shard}.tsv"
+    conda:
+        "../../envs/unlearnbench.yaml"
+    threads: RES["threads"]
+    resources:
+        gpu=RES["gpu"],
     params:
         hyperparameters=get_hyperparameters,
         epochs=get_snapshot_epochs,
@@ -13,12 +22,5 @@ rule unlearn:
         plugins=config["plugins"],
         device=RES["device"],
         models_per_batch=RES["models_per_batch"],
-    threads: RES["threads"]
-    resources:
-        gpu=RES["gpu"],
-    log:
-        "logs/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/shard~{shard}.log",
-    benchmark:
-        "results/benchmarks/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/shard~{shard}.tsv"
     script:
         "../scripts/unlearn.py"

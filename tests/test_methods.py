@@ -1,0 +1,160 @@
+"""Each method moves the models the intended way on a tiny problem; the loop records cost and divergence."""
+
+import numpy as np
+import pytest
+import torch
+
+from unlearnbench.data import load_dataset
+from unlearnbench.forget_sets import random_forget_set, retain_points
+from unlearnbench.loop import run_loop
+from unlearnbench.margins import stack_margins
+from unlearnbench.methods import METHODS, load_build, lookup
+from unlearnbench.methods.base import UnlearningContext, cross_entropy, kd_loss
+from unlearnbench.stack import ModelStack
+from unlearnbench.training import Recipe, train_stack
+from unlearnbench.unlearning import unlearn_stack
+
+SEEDS = [21, 22]
+
+
+@pytest.fixture(scope="module")
+def problem():
+    splits = load_dataset("digits")
+    x, y = splits.inputs(), torch.from_numpy(splits.labels())
+    forget = random_forget_set(splits.n_train, 20, seed=3)
+    recipe = Recipe(epochs=6, batch_size=32, lr=0.2, peak_epoch=2, momentum=0.9, weight_decay=5e-4)
+    base = ModelStack.initialise("digits_cnn", 10, 1, SEEDS, [0, 1])
+    train_stack(base, x, y, np.arange(splits.n_train), SEEDS, recipe)
+    oracles = ModelStack.initialise("digits_cnn", 10, 1, [31, 32], [2, 3])
+    train_stack(oracles, x, y, retain_points(forget, splits.n_train), [31, 32], recipe)
+    return splits, x, y, forget, base, oracles
+
+
+def mean_loss(stack, x, y, points):
+    with torch.no_grad():
+        logits = stack.forward(x[points], train=False)
+        return cross_entropy(logits, y[points].expand(stack.n_models, -1)).mean().item()
+
+
+def run(name, hp, problem, epochs=(1, 2), matching=None):
+    splits, _, _, forget, base, _ = problem
+    return unlearn_stack(load_build(lookup(name)), hp, list(epochs), base.copy(), splits, forget, SEEDS, matching)
+
+
+def make_context(problem):
+    splits, x, y, forget, base, _ = problem
+    student = base.copy()
+    ctx = UnlearningContext(x, y, forget, retain_points(forget, splits.n_train), student.copy(), SEEDS)
+    return ctx, student
+
+
+def train_with(name, hp, problem, epochs=2):
+    ctx, student = make_context(problem)
+    plan = load_build(lookup(name))(ctx, **hp)
+    run_loop(student, ctx.inputs, ctx.labels, SEEDS, plan.optimiser, epochs, plan.phases)
+    return ctx, student
+
+
+def test_gradient_ascent_raises_the_forget_loss(problem):
+    _, x, y, forget, base, _ = problem
+    _, after = train_with("gradient_ascent", {"lr": 0.05}, problem)
+    assert mean_loss(after, x, y, forget) > mean_loss(base, x, y, forget) + 0.05
+
+
+def test_gradient_descent_lowers_the_retain_loss(problem):
+    splits, x, y, forget, base, _ = problem
+    retain = retain_points(forget, splits.n_train)
+    noisy = base.copy()
+    noisy.params = {k: v + 0.05 * torch.randn_like(v) for k, v in noisy.params.items()}  # room to improve
+    problem_noisy = (*problem[:4], noisy, problem[5])
+    _, after = train_with("gradient_descent", {"lr": 0.05}, problem_noisy)
+    assert mean_loss(after, x, y, retain) < mean_loss(noisy, x, y, retain)
+
+
+def test_ascent_descent_ascends_only_in_its_ascent_epochs(problem):
+    ctx, _ = make_context(problem)
+    plan = load_build(lookup("ascent_descent"))(ctx, lr=0.01, ascent_epochs=2, forget_batch_size=8)
+    assert [p.name for p in plan.phases(1)] == ["ascent", "descent"]
+    assert [p.name for p in plan.phases(3)] == ["descent"]
+    assert plan.phases(1)[0].batch_size == 8
+
+
+def test_scrub_moves_the_student_and_leaves_the_teacher_untouched(problem):
+    _, x, y, forget, base, _ = problem
+    ctx, student = train_with("scrub", {"lr": 0.05, "ascent_epochs": 1}, problem)
+    for name, value in base.params.items():
+        torch.testing.assert_close(ctx.original.params[name], value)  # teacher frozen
+    moved = max((student.params[n] - base.params[n]).abs().max().item() for n in base.params)
+    assert moved > 1e-3  # the optimiser owns the student's parameters (the published bug did not)
+
+
+
+def test_scrub_max_step_pushes_the_student_away_from_the_teacher_on_forget_points(problem):
+    _, x, _, forget, base, _ = problem
+    ctx, student = make_context(problem)
+    plan = load_build(lookup("scrub"))(ctx, lr=0.05, ascent_epochs=1)
+    max_step = plan.phases(1)[0]
+    assert max_step.name == "max"
+    run_loop(student, ctx.inputs, ctx.labels, SEEDS, plan.optimiser, 3, lambda epoch: [max_step])
+
+    def divergence_from_teacher(points):
+        with torch.no_grad():
+            return kd_loss(student.forward(x[points], train=False), base.forward(x[points], train=False), 4.0).mean()
+
+    assert divergence_from_teacher(forget) > 1.2 * divergence_from_teacher(ctx.retain) > 0
+
+
+def test_scrub_decays_its_learning_rate_after_epochs_3_5_9(problem):
+    ctx, _ = make_context(problem)
+    plan = load_build(lookup("scrub"))(ctx, lr=1.0, ascent_epochs=0)
+    lrs = [plan.phases(e)[0].lr for e in (1, 3, 4, 5, 6, 9, 10)]
+    np.testing.assert_allclose(lrs, [1, 1, 0.1, 0.1, 0.01, 0.01, 0.001])
+
+
+def test_oracle_matching_reduces_the_distance_to_its_target_logits(problem):
+    _, x, _, forget, base, oracles = problem
+    ctx, student = make_context(problem)
+    ctx.targets["oracle_logits"] = oracles.logits(x)
+    plan = load_build(lookup("oracle_matching"))(ctx, lr=1e-2, retain_multiplier=5)
+    points = plan.phases(1)[0].points
+    assert points.shape == (2, 20 + 100) and set(forget) <= set(points[0])
+
+    def distance(stack):
+        return (stack.logits(x)[:, forget] - ctx.targets["oracle_logits"][:, forget]).pow(2).mean().item()
+
+    before = distance(student)
+    run_loop(student, ctx.inputs, ctx.labels, SEEDS, plan.optimiser, 3, plan.phases)
+    assert distance(student) < 0.7 * before
+
+
+def test_snapshots_differ_and_cost_counts_samples(problem):
+    out = run("gradient_ascent", {"lr": 0.05, "batch_size": 8}, problem, epochs=(1, 3))
+    assert out["margins"].shape == (2, 2, 300 + 1497)
+    assert not np.allclose(out["margins"][0], out["margins"][1])
+    np.testing.assert_array_equal(out["samples"], [[20, 20], [60, 60]])  # |F| per epoch per model
+    assert out["epochs"].tolist() == [1, 3] and not out["diverged"].any()
+
+
+def test_a_diverging_learning_rate_is_recorded_not_raised(problem):
+    out = run("gradient_ascent", {"lr": 1e8}, problem, epochs=(1, 5))
+    assert out["diverged"][-1].all()
+    assert np.isnan(out["margins"][-1]).all()
+
+
+def test_matching_oracles_feed_oracle_matching(problem):
+    out = run("oracle_matching", {"lr": 1e-3, "retain_multiplier": 2}, problem, epochs=(2,), matching=problem[5])
+    assert out["samples"].tolist() == [[120, 120]]  # (|F| + 2|F|) x 2 epochs
+
+
+def test_every_registered_method_resolves():
+    for name in METHODS:
+        assert callable(load_build(lookup(name)))
+    with pytest.raises(ValueError, match="plugins"):
+        lookup("no_such_method")
+
+
+def test_margins_of_the_original_are_unchanged_by_unlearning(problem):
+    splits, x, y, forget, base, _ = problem
+    before = stack_margins(base, x, y)
+    run("gradient_descent", {"lr": 0.1}, problem, epochs=(1,))
+    np.testing.assert_array_equal(before, stack_margins(base, x, y))  # runs work on a copy
