@@ -77,7 +77,8 @@ def main() -> int:
     args = parser.parse_args()
     n_base = min(args.baseline_points or args.points, args.points)
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)}
+    paths = [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     with tempfile.TemporaryDirectory(prefix="klom_speed_") as tmp_dir:
         tmp = Path(tmp_dir)
         u_path, o_path, fast_out, ref_out = (tmp / n for n in ("u.npy", "o.npy", "fast.npy", "ref.npy"))

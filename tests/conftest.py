@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", ".test", "profiles")
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", ".test", "profiles", "envs")
 TINY_CONFIG = ".test/config/config.yaml"
 
 

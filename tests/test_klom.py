@@ -77,8 +77,8 @@ def test_values_exactly_on_and_next_to_edges(dtype: type, inclusive: bool) -> No
     edges = np.stack([np.linspace(lo[j], hi[j], bins + 1) for j in range(n)], axis=1)
     pick = rng.integers(0, bins + 1, (60, n))
     vals = np.take_along_axis(edges, pick, axis=0)
-    nudge = rng.integers(-1, 2, vals.shape)
-    vals = np.where(nudge < 0, np.nextafter(vals, dtype(-np.inf)), np.where(nudge > 0, np.nextafter(vals, dtype(np.inf)), vals))
+    toward = np.choose(rng.integers(0, 3, vals.shape), [dtype(-np.inf), vals, dtype(np.inf)])
+    vals = np.nextafter(vals, toward)  # the edge itself or one of its neighbouring floats
     vals = np.clip(vals, lo, hi)  # keep lo/hi the extremes so the edges stay these
     vals[0], vals[1] = lo, hi
     u, o = vals[:30], vals[30:]
@@ -214,6 +214,16 @@ def test_cli_round_trip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.load(out), want)
 
 
+def test_cli_directions_match_the_library() -> None:
+    base = ["klom", "--unlearned", "u.npy", "--oracle", "o.npy", "--out", "k.npy"]
+    parser = cli.build_parser()
+    assert parser.parse_args(base).direction == DIRECTIONS[0]
+    for direction in DIRECTIONS:
+        assert parser.parse_args([*base, "--direction", direction]).direction == direction
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--direction", "forward"])
+
+
 def test_cli_bad_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = tmp_path / "good.npy"
     np.save(good, np.zeros((4, 10), dtype=np.float32))
@@ -227,9 +237,13 @@ def test_cli_bad_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert proc.returncode == 2
     assert "corrupt.npy" in proc.stderr and "Traceback" not in proc.stderr
 
+    archive = tmp_path / "archive.npz"
+    np.savez(archive, x=np.zeros((4, 10)))
     for args, needle in [
         (["--unlearned", str(tmp_path / "missing.npy"), "--oracle", str(good)], "no such file"),
         (["--unlearned", str(good), "--oracle", str(other)], "point counts differ"),
+        (["--unlearned", str(good), "--oracle", str(archive)], "expected a .npy array"),
+        (["--unlearned", str(good), "--oracle", str(good), "--bins", "0"], "bins must be a positive integer"),
     ]:
         assert cli.main(["klom", *args, "--out", str(out)]) == 2
         assert needle in capsys.readouterr().err

@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 EXIT_USAGE = 2  # argparse's code for bad usage; also used for unreadable or inconsistent inputs
 
@@ -28,7 +31,7 @@ def _add_klom_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output .npy: per-point KLOM, float64 [n_points]")
     p.add_argument(
         "--direction",
-        choices=("unlearned-oracle", "oracle-unlearned"),
+        choices=("unlearned-oracle", "oracle-unlearned"),  # = klom.DIRECTIONS, kept literal: no numpy import here
         default="unlearned-oracle",
         help="KL(P || Q) with P first: unlearned-oracle is KL(unlearned || oracle) (default: %(default)s)",
     )
@@ -59,48 +62,58 @@ def _cmd_klom(args: argparse.Namespace) -> int:
                       direction=args.direction, inclusive_last_bin=args.inclusive_last_bin)
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from exc
-    save_npy_atomic(args.out, np.asarray(result, dtype=np.float64))
+    try:
+        save_npy_atomic(args.out, np.asarray(result, dtype=np.float64))
+    except OSError as exc:
+        raise CliError(f"--out {args.out}: cannot write ({exc})") from None
     return 0
 
 
-SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = {
+# name -> (declare its arguments, run it and return the exit code, one-line help)
+Subcommand = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]
+SUBCOMMANDS: dict[str, Subcommand] = {
     "klom": (_add_klom_args, _cmd_klom, "per-point KLOM of unlearned vs oracle margins"),
 }
 
 
-def _load_npy(path: Path):  # -> np.ndarray; numpy is imported lazily
+def _load_npy(path: Path) -> np.ndarray:
     """Load a .npy without pickles; any failure becomes a one-line CliError naming the file."""
     import numpy as np
 
     try:
-        return np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise CliError(f"{path}: no such file") from None
     except (OSError, ValueError, EOFError) as exc:
         raise CliError(f"{path}: not a readable .npy array ({exc})") from None
+    if not isinstance(array, np.ndarray):  # an .npz archive
+        raise CliError(f"{path}: expected a .npy array, got {type(array).__name__}")
+    return array
 
 
-def save_npy_atomic(path: Path, array) -> None:
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     """Write ``array`` to ``path`` via a temp file in the same directory and ``os.replace``.
 
-    The temp name ends in ``.npy`` so ``np.save`` writes exactly that file instead of appending a suffix.
+    Readers (and Snakemake) never see a half-written file.  The temp name ends in ``.npy`` so ``np.save`` writes
+    exactly that file instead of appending a suffix; it carries the pid so concurrent writers do not collide, and
+    is created with ``open`` so the result gets the usual umask permissions.
     """
     import numpy as np
 
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npy", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "wb") as fh:
             np.save(fh, array, allow_pickle=False)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per entry of ``SUBCOMMANDS``."""
-    parser = argparse.ArgumentParser(prog="unlearnbench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="unlearnbench", description="Machine-unlearning benchmark tools.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add_args, func, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -72,7 +72,7 @@ def klom_reference(
     inclusive_last_bin: bool = False,
 ) -> np.ndarray:
     """Per-point KLOM by a plain loop over points; same signature and input rules as ``klom`` (NaN kept)."""
-    u, o = prepare_inputs(unlearned, oracle, bins=bins, clip=clip, direction=direction)
+    u, o = prepare_inputs(unlearned, oracle, bins=bins, eps=eps, clip=clip, direction=direction)
     if direction == DIRECTIONS[1]:
         u, o = o, u
     out = np.empty(u.shape[1], dtype=np.float64)
