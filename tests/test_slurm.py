@@ -8,7 +8,8 @@ What it checks:
 - every non-local job went through ``sbatch`` and finished COMPLETED in Slurm (the plugin's per-job
   logs under .snakemake/slurm_logs/ and Slurm's job completion log agree on the job ids);
 - the GPU rules asked for a GPU and ran with CUDA_VISIBLE_DEVICES set by Slurm, the others without;
-- results/klom_summary.csv is byte-identical to the one of a plain local run of the same config.
+- results/klom_summary.csv is byte-identical to the one of a plain local run (``--cores 2``) of the
+  same snapshot of the workflow.
 """
 
 from __future__ import annotations
@@ -29,12 +30,9 @@ pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "slurm" / "single-node-slurm.sh"
-try:  # stay in step with the copy the other workflow tests make (tests/conftest.py)
-    from conftest import WORKFLOW_FILES as _SHARED_FILES
-except ImportError:
-    _SHARED_FILES = ()
-WORKFLOW_FILES = tuple(dict.fromkeys((*_SHARED_FILES, "Snakefile", "workflow", "config", ".test", "profiles",
-                                      "envs", "src")))
+# what a user gets from a clean clone, library included: the Snakefile puts its src/ first on
+# PYTHONPATH, so both runs use this snapshot even while the checkout changes
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", ".test", "profiles", "envs", "src")
 TINY_CONFIG = ".test/config/config.yaml"
 SUMMARY = "results/klom_summary.csv"
 
@@ -101,11 +99,10 @@ def _copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def _snakemake_env() -> dict[str, str]:
+def _snakemake_env(workdir: Path) -> dict[str, str]:
     env = dict(os.environ)
-    # the package may be used from the checkout without being installed; --export=ALL hands this
-    # environment to the Slurm jobs too
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
+    # the copy's library, installed or not; sbatch --export=ALL hands this environment to the jobs
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(workdir / "src"), env.get("PYTHONPATH")) if p)
     env.setdefault("PYTHONHASHSEED", "0")
     # only Slurm may set it: a value inherited from this shell would mask the check below
     env.pop("CUDA_VISIBLE_DEVICES", None)
@@ -156,20 +153,23 @@ def _rules_of(slurm_log: Path) -> set[str]:
     return set(re.findall(r"^\s*(?:localrule|rule) (\w+):", text, flags=re.M)) or {folder}
 
 
-def _local_summary(request, tmp_path_factory) -> Path:
-    """The local run of the tiny config: the shared `tiny_run` fixture when conftest provides it."""
-    try:
-        return request.getfixturevalue("tiny_run") / SUMMARY
-    except pytest.FixtureLookupError:
-        workdir = _copy_workflow(tmp_path_factory.mktemp("local"))
-        cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", TINY_CONFIG]
-        proc = subprocess.run(cmd, cwd=workdir, env=_snakemake_env(), capture_output=True, text=True, timeout=1800)
-        assert proc.returncode == 0, f"local run failed:\n{proc.stderr[-5000:]}"
-        return workdir / SUMMARY
+def _run_locally(workdir: Path) -> float:
+    """The plain local run of the tiny config that the Slurm run must reproduce; returns its wall time."""
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", TINY_CONFIG]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=workdir, env=_snakemake_env(workdir), capture_output=True, text=True,
+                          timeout=1800)
+    if proc.returncode != 0:
+        pytest.fail(f"the local run of the tiny config failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                    f"{proc.stderr[-5000:]}")
+    return time.monotonic() - start
 
 
-def test_tiny_workflow_through_slurm(slurm_cluster, tmp_path, request, tmp_path_factory, record_property):
+def test_tiny_workflow_through_slurm(slurm_cluster, tmp_path, record_property):
     workdir = _copy_workflow(tmp_path / "slurm")
+    # the local reference run works on a copy of the same snapshot (library in src/ included)
+    local_dir = tmp_path / "local"
+    shutil.copytree(workdir, local_dir)
     profile = _test_profile(workdir)
     # the tiny config as is, but the GPU rules ask for one GPU each (the fake GPUs run nothing:
     # torch finds no CUDA device and the jobs fall back to the CPU)
@@ -184,8 +184,11 @@ def test_tiny_workflow_through_slurm(slurm_cluster, tmp_path, request, tmp_path_
         "--slurm-keep-successful-logs",
         "--latency-wait", "10",
     ]
+    local_wall = _run_locally(local_dir)
+    print(f"\nlocal run: wall time {local_wall:.1f} s")
+
     start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=workdir, env=_snakemake_env(), capture_output=True, text=True,
+    proc = subprocess.run(cmd, cwd=workdir, env=_snakemake_env(workdir), capture_output=True, text=True,
                           timeout=RUN_TIMEOUT + 120)
     wall = time.monotonic() - start
     output = proc.stdout + proc.stderr
@@ -230,7 +233,7 @@ def test_tiny_workflow_through_slurm(slurm_cluster, tmp_path, request, tmp_path_
 
     # 3. same numbers as a local run of the same config
     slurm_summary = workdir / SUMMARY
-    local_summary = _local_summary(request, tmp_path_factory)
+    local_summary = local_dir / SUMMARY
     assert slurm_summary.is_file() and local_summary.is_file()
     if slurm_summary.read_bytes() != local_summary.read_bytes():
         diff = "".join(difflib.unified_diff(local_summary.read_text().splitlines(True),

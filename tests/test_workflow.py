@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
+import math
+import re
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import TINY_CONFIG, copy_workflow, planned_jobs, snakemake
+from conftest import REPO, TINY_CONFIG, planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -90,3 +91,34 @@ def test_changing_train_epochs_reruns_training_and_what_follows(tiny_run):
     jobs = planned_jobs(snakemake(tiny_run, "-n", "--configfile", write_config(tiny_run, config)))
     assert {"train_base", "train_oracle", "compute_margins", "unlearn", "score_klom", "summarize"} <= set(jobs)
     assert "prepare_dataset" not in jobs and "make_forget_set" not in jobs
+
+
+def readme_plugin_example():
+    """The README's worked plug-in example (code and config), so the README is tested as written."""
+    text = (REPO / "README.md").read_text()
+    code = re.search(r"```python\n(# my_methods.py\n.*?)```", text, re.S).group(1)
+    config = re.search(r"```yaml\n# in your config\n(.*?)```", text, re.S).group(1)
+    return code, yaml.safe_load(config)
+
+
+def test_a_user_plugin_and_a_diverging_run_go_through_the_dag(workflow_copy):
+    code, plugin_config = readme_plugin_example()
+    (workflow_copy / "my_methods.py").write_text(code)
+    config = tiny_config(workflow_copy)
+    config.update(n_models=4, n_holdout_oracles=0, models_per_job=4, forget_sets=config["forget_sets"][:1])
+    config["plugins"] = plugin_config["plugins"]
+    config["methods"] = {
+        "do_nothing": None,
+        **plugin_config["methods"],
+        "gradient_ascent": {"lr": [1.0e8], "epochs": [1, 2]},  # diverges
+    }
+    name = write_config(workflow_copy, config)
+    snakemake(workflow_copy, "--configfile", name, env={"PYTHONPATH": str(workflow_copy)})
+    table = pd.read_csv(workflow_copy / "results/klom_summary.csv")
+    plugin_runs = table[table.method == "capped_ascent"]
+    assert set(plugin_runs.run) == {"cap~3.0_lr~0.01", "cap~3.0_lr~0.05"}
+    assert set(plugin_runs.epoch) == {1, 3} and (plugin_runs.relative_cost > 0).all()
+    diverged = table[(table.method == "gradient_ascent") & (table.epoch == 2)]
+    assert (diverged.diverged == 4).all()
+    saturation = math.log(1 / config["klom"].get("eps", 1e-5))
+    assert diverged.p95.tolist() == pytest.approx([saturation] * 3)

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -122,14 +122,35 @@ def klom(
         out[sl] = _kl(count_u, count_o, eps)
         out[sl][nan] = saturation(eps)
 
-    workers = min(len(starts), _usable_cpus())
-    if workers > 1:  # NumPy releases the GIL in its loops, so chunks run in parallel
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, starts))
-    else:
-        for start in starts:
-            run(start)
+    _run_threaded(run, starts, min(len(starts), _usable_cpus()))
     return out
+
+
+def _run_threaded(func: Callable[[int], None], items: Sequence[int], workers: int) -> None:
+    """Call ``func`` on every item, spread over ``workers`` threads; re-raise the first error.
+
+    NumPy releases the GIL inside its loops, so chunks of points run in parallel.  Plain threads rather than
+    concurrent.futures, whose import (logging) costs a scoring job several milliseconds of start-up.
+    """
+    errors: list[BaseException] = []
+
+    def work(part: Sequence[int]) -> None:
+        try:
+            for item in part:
+                func(item)
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            errors.append(exc)
+
+    if workers <= 1:
+        work(items)
+    else:
+        threads = [threading.Thread(target=work, args=(items[i::workers],)) for i in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
 
 
 def _usable_cpus() -> int:
