@@ -33,6 +33,10 @@ include: "workflow/rules/training.smk"
 include: "workflow/rules/margins.smk"
 include: "workflow/rules/unlearning.smk"
 include: "workflow/rules/scoring.smk"
+include: "workflow/rules/report.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:
@@ -40,7 +44,12 @@ rule all:
     input:
         "results/klom_summary.csv",
         "results/klom_summary.parquet",
+        REPORT_TARGETS,
 
 
 onsuccess:
     print_summary("results/klom_summary.csv")
+    print(
+        "\nBest run per method and forget set: results/summary.md (figures: results/figures/; "
+        "HTML report: snakemake --report results/report.html)"
+    )

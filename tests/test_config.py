@@ -65,3 +65,11 @@ def test_method_runs_and_shards(default_config):
     assert method_runs(config)["do_nothing"] == {"default": {}}
     config.update(n_models=10, n_holdout_oracles=5, models_per_job=4)
     assert oracle_shards(config) == [(0, 4), (4, 8), (8, 10), (10, 14), (14, 15)]
+
+
+def test_key_order_does_not_matter(default_config):
+    """Snakemake compares params as text: a reordered config must give identical params."""
+    reordered = yaml.safe_load(yaml.safe_dump(default_config, sort_keys=True))
+    reordered["train"] = dict(reversed(list(reordered["train"].items())))
+    a, b = validate(copy.deepcopy(default_config), SCHEMA), validate(reordered, SCHEMA)
+    assert repr(a) == repr(b)

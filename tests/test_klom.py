@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import subprocess
@@ -16,6 +17,7 @@ from unlearnbench.metrics.klom import DIRECTIONS, _linspace_edges, klom, saturat
 from unlearnbench.metrics.klom_reference import klom_reference
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+klom_module = importlib.import_module("unlearnbench.metrics.klom")
 SAT = saturation(1e-5)
 
 
@@ -125,6 +127,29 @@ def test_other_input_dtypes(dtype: type) -> None:
     o = rng.normal(1, 3, (40, 500)).astype(dtype)
     for inclusive in (False, True):
         assert_matches_reference(u, o, inclusive_last_bin=inclusive)
+
+
+def test_non_monotonic_edges_raise_like_the_reference() -> None:
+    tiny = np.float32(np.finfo(np.float32).smallest_subnormal)
+    u = np.array([[0.0], [11 * tiny]], dtype=np.float32)  # step rounds up to one subnormal: edge 19 > hi
+    o = np.zeros((2, 1), dtype=np.float32)
+    with pytest.raises(ValueError, match="monoton"):
+        klom_reference(u, o)
+    with pytest.raises(ValueError, match="not monotonic"):
+        klom(u, o)
+
+
+def test_threads_give_identical_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(7)
+    u, o = realistic(rng, 100, 100, 4000, np.float32)
+    monkeypatch.setattr(klom_module, "_usable_cpus", lambda: 1)
+    serial = klom(u, o)
+    monkeypatch.setattr(klom_module, "_usable_cpus", lambda: 3)
+    np.testing.assert_array_equal(klom(u, o), serial)
+    u[:, 3500] = 11 * np.finfo(np.float32).smallest_subnormal * np.arange(100) / 99  # fails in a worker thread
+    o[:, 3500] = 0
+    with pytest.raises(ValueError, match="not monotonic"):
+        klom(u, o)
 
 
 def test_reference_nan_cases_become_saturation() -> None:

@@ -59,7 +59,7 @@ def test_group_sizes_match_the_forget_sets(tiny_run):
     table = pd.read_csv(tiny_run / "results/klom_summary.csv")
     sizes = {str(fs["id"]): fs["size"] for fs in tiny_config(tiny_run)["forget_sets"]}
     for (fs, group), n in table.groupby([table.forget_set.astype(str), "group"])["n_points"].first().items():
-        expected = {"forget": sizes[fs], "retain": 1200 - sizes[fs], "val": 597}[group]
+        expected = {"forget": sizes[fs], "retain": 300 - sizes[fs], "val": 1497}[group]
         assert n == expected
 
 

@@ -54,7 +54,26 @@ def validate(config: dict, schema_path: str | os.PathLike) -> dict:
             raise ConfigError(f"config key {_key(error.absolute_path)}: {error.message} (unknown keys are errors)")
         raise ConfigError(f"config key {_key(error.absolute_path)}: {error.message}")
     _check_cross_keys(config, schema)
+    _sort_keys(config)
     return config
+
+
+def _sort_keys(value) -> None:
+    """Sort every mapping's keys in place, recursively.
+
+    Snakemake compares ``params`` by their text, so ``{lr, epochs}`` and ``{epochs, lr}`` would look
+    like a change and rerun jobs: a reordered config file, or a default filled in after the keys the
+    user wrote, must not. Canonical order makes the comparison about values only.
+    """
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda kv: str(kv[0]))
+        value.clear()
+        value.update(items)
+        for v in value.values():
+            _sort_keys(v)
+    elif isinstance(value, list):
+        for v in value:
+            _sort_keys(v)
 
 
 def _check_cross_keys(config: dict, schema: dict) -> None:

@@ -19,7 +19,8 @@
 #   SLURM_FORCE=1         overwrite an /etc/slurm/slurm.conf this script did not write (start
 #                         refuses with exit code 3 otherwise: it is meant for throwaway machines)
 #
-# Every wait is bounded; on a timeout the script prints the relevant daemon log and exits 1.
+# Every wait is bounded; on a timeout the script prints the relevant daemon log and exits 1 (the
+# daemons that did start stay up for inspection: run `stop` afterwards, as the tests do).
 # Measured with snakemake 9.27.1 + snakemake-executor-plugin-slurm 2.8.0: without slurmdbd the
 # plugin needs `slurm-status-command: squeue` and MinJobAge >= 3 x
 # slurm-init-seconds-before-status-checks, hence MinJobAge=600 below.

@@ -8,7 +8,9 @@ keeps the published behaviour everywhere, including returning NaN where the publ
 * the floored Q sums to zero (only possible in the case above),
 * the point's margins contain NaN.
 
-The fast estimator maps exactly these cases to the finite saturation value ``ln(1/eps)``.
+The fast estimator maps exactly these cases to the finite saturation value ``ln(1/eps)``.  Like the published
+code, this one raises ValueError (from ``numpy.digitize``) for a point whose linspace edges are not monotonic,
+which takes margins that differ only by a few subnormal numbers; the fast estimator raises there too.
 """
 
 from __future__ import annotations

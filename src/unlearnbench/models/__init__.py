@@ -13,6 +13,7 @@ from .resnet9 import ResNet9
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "digits_cnn": DigitsCNN,
     "resnet9": ResNet9,
+    "resnet18": __import__("unlearnbench.models.resnet18", fromlist=["ResNet18"]).ResNet18,
 }
 
 

@@ -1,0 +1,246 @@
+"""Importing the published assets (state dicts, margin tensors) and downloading published forget sets.
+
+Every fixture is generated here in exactly the published formats; nothing is fetched from outside:
+the download tests talk to a throw-away HTTP server on 127.0.0.1.
+"""
+
+import functools
+import http.server
+import io
+import socket
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+
+from unlearnbench.downloads import DownloadError, fetch_forget_set
+from unlearnbench.margins import stack_margins
+from unlearnbench.published import (
+    PublishedFormatError,
+    import_base_weights,
+    import_margins,
+    load_published_margins,
+    load_published_state_dict,
+    stack_from_published,
+)
+from unlearnbench.stack import ModelStack
+from unlearnbench.storage import load_arrays
+from unlearnbench.models.resnet9 import ResNet9
+
+
+def trained_looking_resnet9(seed: int) -> ResNet9:
+    """A ResNet-9 with non-default BatchNorm statistics (so a mix-up of buffers would show)."""
+    torch.manual_seed(seed)
+    model = ResNet9()
+    with torch.no_grad():
+        for name, buf in model.named_buffers():
+            if name.endswith("running_mean"):
+                buf.normal_()
+            elif name.endswith("running_var"):
+                buf.uniform_(0.5, 2.0)
+            elif name.endswith("num_batches_tracked"):
+                buf.fill_(4704)
+    return model.eval()
+
+
+def renamed_in_order(state: dict) -> OrderedDict:
+    """The same tensors in the same order under other names (as another module layout would give)."""
+    out = OrderedDict()
+    for i, (key, value) in enumerate(state.items()):
+        leaf = key.rsplit(".", 1)[1]
+        out[f"layers.{i}.{leaf}"] = value
+    return out
+
+
+@pytest.fixture(scope="module")
+def x():
+    return torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("style", ["model.", "module.", "module.model.", "renamed"])
+def test_published_state_dict_loads_onto_our_resnet9(tmp_path, x, style):
+    model = trained_looking_resnet9(1)
+    state = model.state_dict()
+    saved = renamed_in_order(state) if style == "renamed" else OrderedDict((style + k, v) for k, v in state.items())
+    path = tmp_path / "sd_0____epoch_23.pt"
+    torch.save(saved, path)
+    loaded = load_published_state_dict(path)
+    assert list(loaded) == list(state)
+    fresh = ResNet9().eval()
+    fresh.load_state_dict(loaded)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), model(x), rtol=0, atol=0)
+
+
+def test_published_state_dict_without_batchnorm_counters(tmp_path, x):
+    model = trained_looking_resnet9(2)
+    state = OrderedDict((f"model.{k}", v) for k, v in model.state_dict().items() if "num_batches" not in k)
+    torch.save(renamed_in_order(state), tmp_path / "sd.pt")
+    loaded = load_published_state_dict(tmp_path / "sd.pt")
+    assert int(loaded["net.0.1.num_batches_tracked"]) == 0
+    fresh = ResNet9().eval()
+    fresh.load_state_dict(loaded)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), model(x), rtol=0, atol=0)
+
+
+def test_a_state_dict_of_another_layout_is_refused(tmp_path):
+    state = ResNet9().state_dict()
+    keys = list(state)
+    swapped = OrderedDict(state)
+    swapped[keys[0]] = torch.zeros(64, 3, 5, 5)  # wrong kernel size
+    torch.save(renamed_in_order(swapped), tmp_path / "bad_shape.pt")
+    with pytest.raises(PublishedFormatError, match="shape"):
+        load_published_state_dict(tmp_path / "bad_shape.pt")
+    shorter = OrderedDict(list(renamed_in_order(state).items())[:-1])
+    torch.save(shorter, tmp_path / "short.pt")
+    with pytest.raises(PublishedFormatError, match="expected"):
+        load_published_state_dict(tmp_path / "short.pt")
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_a_pickled_object_is_refused(tmp_path):
+    torch.save({"net.0.0.weight": torch.zeros(1), "payload": Evil()}, tmp_path / "sd_evil.pt")
+    with pytest.raises(PublishedFormatError, match="weights_only"):
+        load_published_state_dict(tmp_path / "sd_evil.pt")
+    torch.save(Evil(), tmp_path / "train_margins_all.pt")
+    with pytest.raises(PublishedFormatError, match="refused"):
+        load_published_margins(tmp_path / "train_margins_all.pt")
+
+
+def test_stack_from_published_and_weights_shard(tmp_path, x):
+    models = [trained_looking_resnet9(s) for s in (3, 4)]
+    paths = []
+    for n, model in enumerate(models):
+        paths.append(tmp_path / f"sd_{n}____epoch_23.pt")
+        torch.save(OrderedDict((f"module.{k}", v) for k, v in model.state_dict().items()), paths[-1])
+    stack = stack_from_published(paths, [0, 1])
+    with torch.no_grad():
+        expected = torch.stack([m(x) for m in models])
+        torch.testing.assert_close(stack.forward(x, train=False), expected, rtol=1e-5, atol=1e-6)
+    out = tmp_path / "shard~0.safetensors"
+    import_base_weights(paths, [5, 6], out)
+    loaded = ModelStack.load(out)
+    assert loaded.arch == "resnet9" and loaded.model_index.tolist() == [5, 6]
+    labels = torch.arange(6) % 10
+    np.testing.assert_array_equal(stack_margins(loaded, x, labels), stack_margins(stack, x, labels))
+
+
+def test_published_margins_become_a_margins_shard(tmp_path):
+    rng = np.random.default_rng(0)
+    n_models, n_train, n_val = 5, 12, 4
+    train = torch.from_numpy(rng.normal(size=(n_models, n_train)).astype(np.float32))
+    val = torch.from_numpy(rng.normal(size=(n_models, n_val)).astype(np.float32))
+    torch.save(train, tmp_path / "train_margins_all.pt")
+    torch.save(val.double(), tmp_path / "val_margins_all.pt")  # any float dtype becomes float32
+    got = load_published_margins(tmp_path / "val_margins_all.pt", n_points=n_val)
+    assert got.dtype == np.float32 and got.shape == (n_models, n_val)
+    out = tmp_path / "shard~1.npz"
+    import_margins(tmp_path / "train_margins_all.pt", tmp_path / "val_margins_all.pt", (2, 5), out, n_train, n_val)
+    arrays = load_arrays(out, ("margins", "model_index"))
+    assert arrays["model_index"].tolist() == [2, 3, 4]
+    assert arrays["margins"].dtype == np.float32
+    np.testing.assert_array_equal(arrays["margins"][:, :n_train], train.numpy()[2:5])
+    np.testing.assert_allclose(arrays["margins"][:, n_train:], val.numpy()[2:5])
+    with pytest.raises(PublishedFormatError, match="holds 5 models"):
+        import_margins(tmp_path / "train_margins_all.pt", tmp_path / "val_margins_all.pt", (4, 6), out)
+    with pytest.raises(PublishedFormatError, match="expected 50000"):
+        load_published_margins(tmp_path / "train_margins_all.pt", n_points=50_000)
+
+
+# downloads -------------------------------------------------------------------------------------------
+
+
+def npy_bytes(array) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=True)
+    return buf.getvalue()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def __init__(self, files, *args, **kwargs):
+        self.files = files
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self):
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    """A local HTTP server with a few generated files; shut down after the test (daemon thread, and a
+    hard stop after 30 s in case a test hangs)."""
+    files = {
+        "/forget_set_4.npy": npy_bytes(np.array([3, 1, 4, 15, 9], dtype=np.int64)),
+        "/floats.npy": npy_bytes(np.array([0.5, 1.5])),
+        "/pickled.npy": npy_bytes(np.array([{"a": 1}], dtype=object)),
+        "/garbage.npy": b"<html>not found</html>",
+    }
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, files))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    watchdog = threading.Timer(30, httpd.shutdown)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        watchdog.cancel()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+def test_fetch_forget_set_downloads_and_checks(server, tmp_path):
+    dest = tmp_path / "data" / "forget_sets" / "forget_set_4.npy"
+    indices = fetch_forget_set(f"{server}/forget_set_4.npy", dest, timeout=10)
+    assert indices.tolist() == [3, 1, 4, 15, 9]
+    np.testing.assert_array_equal(np.load(dest, allow_pickle=False), indices)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["forget_set_4.npy"]  # no temp file left
+
+
+@pytest.mark.parametrize("name, message", [
+    ("floats.npy", "int64"),
+    ("pickled.npy", "pickle"),
+    ("garbage.npy", "not a .npy"),
+    ("missing_forget_set_7.npy", "404"),
+])
+def test_fetch_forget_set_refuses_bad_content(server, tmp_path, name, message):
+    dest = tmp_path / "forget_set_7.npy"
+    dest.write_bytes(npy_bytes(np.array([1, 2], dtype=np.int64)))  # an existing file survives a bad download
+    with pytest.raises(DownloadError, match=message) as err:
+        fetch_forget_set(f"{server}/{name}", dest, timeout=10)
+    assert f"put the file at {dest} yourself" in str(err.value)
+    assert np.load(dest).tolist() == [1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["forget_set_7.npy"]
+
+
+def test_fetch_forget_set_offline_says_what_to_do(tmp_path):
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/forget_set_indices/CIFAR10/forget_set_5.npy"
+    dest = tmp_path / "forget_set_5.npy"
+    with pytest.raises(DownloadError) as err:
+        fetch_forget_set(url, dest, timeout=5)
+    text = str(err.value)
+    assert text.startswith(f"cannot download {url}")
+    assert f"put the file at {dest} yourself (it is the published forget set 5" in text
+    assert "check your network" in text
+    assert not dest.exists() and list(tmp_path.iterdir()) == []

@@ -1,0 +1,170 @@
+# What people read: results/summary.md (best run per method and forget set), figures under
+# results/figures/ and, with `snakemake --report results/report.html`, a self-contained HTML report.
+# The library does the work (unlearnbench.plots, .summary_md; paths in .report_plan); scripts unpack.
+
+from unlearnbench import report_plan
+
+REPORT_STAT = "p95"  # the statistic the headline tables and figures rank and plot
+REPORT_POINTS = 3  # forget points with margin histograms, per forget set
+REPORT_REFERENCE = "do_nothing"  # the method whose worst-forgotten points are shown
+OPTIONAL_TABLES = report_plan.enabled_optional_tables(
+    config
+)  # U-LiRA, epsilon when enabled
+REPORT_TARGETS = report_plan.targets(FORGET_SETS, config)
+
+
+rule report_tables:
+    input:
+        unpack(lambda w: {name: path for name, (path, _) in OPTIONAL_TABLES.items()}),
+        summary="results/klom_summary.csv",
+    output:
+        markdown=report(
+            report_plan.SUMMARY_MD,
+            caption="../report/summary_md.rst",
+            category="1. Summary tables",
+            labels={"table": "summary.md (best run per method)"},
+        ),
+        best=report(
+            report_plan.BEST_RUNS_HTML,
+            caption="../report/best_runs.rst",
+            category="1. Summary tables",
+            labels={"table": "best run per method and forget set"},
+        ),
+        full=report(
+            report_plan.SUMMARY_HTML,
+            caption="../report/klom_summary.rst",
+            category="1. Summary tables",
+            labels={"table": "every run, snapshot and group"},
+        ),
+    log:
+        "logs/report/report_tables.log",
+    conda:
+        "../../envs/unlearnbench.yaml"
+    params:
+        stat=REPORT_STAT,
+        titles={name: title for name, (_, title) in OPTIONAL_TABLES.items()},
+    script:
+        "../scripts/report_tables.py"
+
+
+rule report_extra_table:
+    input:
+        table="results/{table}_summary.csv",
+    output:
+        html=report(
+            report_plan.EXTRA_TABLE_HTML,
+            caption="../report/extra_table.rst",
+            category="1. Summary tables",
+            labels={"table": "{table}"},
+        ),
+    log:
+        "logs/report/report_extra_table/{table}.log",
+    wildcard_constraints:
+        table="|".join(report_plan.OPTIONAL_TABLES),
+    conda:
+        "../../envs/unlearnbench.yaml"
+    params:
+        title=lambda w: report_plan.OPTIONAL_TABLES[w.table][1],
+    script:
+        "../scripts/report_extra_table.py"
+
+
+rule plot_tradeoff:
+    input:
+        summary="results/klom_summary.csv",
+    output:
+        figure=report(
+            report_plan.figure("tradeoff", "{forget_set}"),
+            caption="../report/tradeoff.rst",
+            category="2. P95 against cost",
+            labels={"forget set": "{forget_set}"},
+        ),
+    log:
+        "logs/report/plot_tradeoff/forget_set~{forget_set}.log",
+    conda:
+        "../../envs/unlearnbench.yaml"
+    params:
+        stat=REPORT_STAT,
+    script:
+        "../scripts/plot_tradeoff.py"
+
+
+rule plot_group_bars:
+    input:
+        summary="results/klom_summary.csv",
+    output:
+        figure=report(
+            report_plan.figure("p95_bars"),
+            caption="../report/group_bars.rst",
+            category="3. P95 per group",
+            labels={"figure": "best run per method, every forget set"},
+        ),
+    log:
+        "logs/report/plot_group_bars.log",
+    conda:
+        "../../envs/unlearnbench.yaml"
+    params:
+        stat=REPORT_STAT,
+    script:
+        "../scripts/plot_group_bars.py"
+
+
+rule plot_klom_epochs:
+    input:
+        summary="results/klom_summary.csv",
+        scores=lambda w: report_plan.klom_paths(
+            f"{SCORES}/klom.npz", DATASET, RUNS, w.forget_set
+        ),
+        forget_set=lambda w: FORGET_SET.format(dataset=DATASET, forget_set=w.forget_set),
+    output:
+        figure=report(
+            report_plan.figure("klom_epochs", "{forget_set}"),
+            caption="../report/klom_epochs.rst",
+            category="4. KLOM over epochs",
+            labels={"forget set": "{forget_set}"},
+        ),
+    log:
+        "logs/report/plot_klom_epochs/forget_set~{forget_set}.log",
+    conda:
+        "../../envs/unlearnbench.yaml"
+    params:
+        stat=REPORT_STAT,
+        score_keys=report_plan.run_keys(RUNS),
+        n_train=DATA.n_train,
+        n_val=DATA.n_val,
+    script:
+        "../scripts/plot_klom_epochs.py"
+
+
+rule plot_margins:
+    input:
+        summary="results/klom_summary.csv",
+        scores=lambda w: report_plan.klom_paths(
+            f"{SCORES}/klom.npz", DATASET, RUNS, w.forget_set
+        ),
+        unlearned=lambda w: report_plan.unlearned_paths(
+            UNLEARNED, DATASET, RUNS, w.forget_set, get_unlearn_shards
+        ),
+        oracles=get_scored_oracle_margins,
+        forget_set=lambda w: FORGET_SET.format(dataset=DATASET, forget_set=w.forget_set),
+    output:
+        figure=report(
+            report_plan.figure("margins", "{forget_set}"),
+            caption="../report/margins.rst",
+            category="5. Margin histograms",
+            labels={"forget set": "{forget_set}"},
+        ),
+    log:
+        "logs/report/plot_margins/forget_set~{forget_set}.log",
+    conda:
+        "../../envs/unlearnbench.yaml"
+    params:
+        stat=REPORT_STAT,
+        score_keys=report_plan.run_keys(RUNS),
+        unlearned_keys=report_plan.unlearned_keys(RUNS, get_unlearn_shards),
+        n_train=DATA.n_train,
+        n_val=DATA.n_val,
+        n_points=REPORT_POINTS,
+        reference=REPORT_REFERENCE,
+    script:
+        "../scripts/plot_margins.py"
