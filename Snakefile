@@ -33,6 +33,7 @@ include: "workflow/rules/training.smk"
 include: "workflow/rules/margins.smk"
 include: "workflow/rules/unlearning.smk"
 include: "workflow/rules/scoring.smk"
+include: "workflow/rules/pool.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -42,8 +43,7 @@ report: "workflow/report/workflow.rst"
 rule all:
     default_target: True
     input:
-        "results/klom_summary.csv",
-        "results/klom_summary.parquet",
+        get_final_outputs(),
         REPORT_TARGETS,
 
 

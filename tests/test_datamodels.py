@@ -137,3 +137,16 @@ def test_attribution_pc_rejects_bad_arguments() -> None:
         attribution_pc_forget_set(np.zeros((5, 4)), 1, "top", 2)
     with pytest.raises(ValueError):
         attribution_pc_forget_set(w, 1, "middle", 2)  # type: ignore[arg-type]
+
+
+def test_forget_effect_from_pool_equals_the_fitted_weights_summed_over_f():
+    from unlearnbench.datamodels import fit_datamodels, forget_effect, forget_effect_from_pool
+
+    rng = np.random.default_rng(0)
+    masks = rng.random((30, 50)) < 0.5
+    outputs = masks @ rng.normal(size=(50, 7, 3)).reshape(50, -1) + rng.normal(size=(30, 21))
+    outputs = outputs.reshape(30, 7, 3)
+    forget = np.array([1, 4, 9])
+    weights, _ = fit_datamodels(masks, outputs, l2=2.0)
+    np.testing.assert_allclose(forget_effect_from_pool(masks, outputs, forget, 2.0), forget_effect(weights, forget),
+                               rtol=1e-8, atol=1e-10)

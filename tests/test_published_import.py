@@ -244,3 +244,46 @@ def test_fetch_forget_set_offline_says_what_to_do(tmp_path):
     assert f"put the file at {dest} yourself (it is the published forget set 5" in text
     assert "check your network" in text
     assert not dest.exists() and list(tmp_path.iterdir()) == []
+
+
+# the workflow: import rules replace training -----------------------------------------------------------
+
+
+def _import_rules_integrated() -> bool:
+    from conftest import REPO
+
+    schema = (REPO / "workflow/schemas/config.schema.yaml").read_text()
+    return "rules/import.smk" in (REPO / "Snakefile").read_text() and "\n  import:" in schema
+
+
+@pytest.mark.workflow
+@pytest.mark.skipif(not _import_rules_integrated(), reason="workflow/rules/import.smk not yet included / schema lacks `import`")
+def test_imported_assets_replace_training_in_the_dag(workflow_copy):
+    """Published base weights and oracle margins (digits-sized fixtures in the published formats): the
+    dry run imports them instead of training base models or scoring-oracle margins."""
+    import yaml
+
+    from conftest import planned_jobs, snakemake
+    from unlearnbench.models import build_model
+
+    published = workflow_copy / "published"
+    published.mkdir()
+    for n in range(2):
+        state = build_model("digits_cnn", 10, 1).state_dict()
+        torch.save(OrderedDict((f"model.{k}", v) for k, v in state.items()), published / f"sd_{n}____epoch_23.pt")
+    torch.save(torch.zeros(4, 300), published / "train_margins_all.pt")
+    torch.save(torch.zeros(4, 1497), published / "val_margins_all.pt")
+    config = {
+        "dataset": "digits", "model": "digits_cnn", "train": {"epochs": 1, "batch_size": 32, "lr": 0.01},
+        "n_models": 2, "n_holdout_oracles": 2, "models_per_job": 1,
+        "forget_sets": [{"id": 1, "kind": "random", "size": 5}],
+        "methods": {"do_nothing": None, "oracle": None},
+        "import": {"base_weights": "published/sd_{index}____epoch_23.pt",
+                   "oracle_margins": {1: {"train": "published/train_margins_all.pt",
+                                          "val": "published/val_margins_all.pt"}}},
+    }
+    (workflow_copy / "import.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(workflow_copy, "-n", "--configfile", "import.yaml"))
+    assert jobs["import_base_weights"] == 2 and jobs["import_oracle_margins"] == 4
+    assert "train_base" not in jobs and "train_oracle" not in jobs
+    assert jobs["compute_margins"] == 2  # base models' margins only

@@ -38,6 +38,7 @@ SUMMARY = "results/klom_summary.csv"
 
 PARTITION = "debug"
 FAKE_GPUS = 2
+# rules that must ask for a GPU when the config says `resources: gpu: 1` (others may, too)
 GPU_RULES = {"train_base", "train_oracle", "compute_margins", "unlearn"}
 # The whole Slurm run; the plugin ignores SIGTERM, so it gets SIGINT and then SIGKILL 30 s later.
 RUN_TIMEOUT = 1500
@@ -153,6 +154,19 @@ def _rules_of(slurm_log: Path) -> set[str]:
     return set(re.findall(r"^\s*(?:localrule|rule) (\w+):", text, flags=re.M)) or {folder}
 
 
+def _gpu_rules(output: str) -> set[str]:
+    """Rules whose jobs asked for gpu=<n>, n > 0, from the job blocks snakemake printed."""
+    rules, rule = set(), None
+    for line in output.splitlines():
+        if match := re.match(r"\s*(?:localrule|rule) (\w+):", line):
+            rule = match.group(1)
+        elif rule and (match := re.match(r"\s*resources: (.*)", line)):
+            if any(int(n) > 0 for n in re.findall(r"\bgpu=(\d+)", match.group(1))):
+                rules.add(rule)
+            rule = None
+    return rules
+
+
 def _run_locally(workdir: Path) -> float:
     """The plain local run of the tiny config that the Slurm run must reproduce; returns its wall time."""
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", TINY_CONFIG]
@@ -220,11 +234,13 @@ def test_tiny_workflow_through_slurm(slurm_cluster, tmp_path, record_property):
     assert expected <= ran, f"rules never submitted to Slurm: {sorted(expected - ran)}"
 
     # 2. GPU rules got a GPU from Slurm (CUDA_VISIBLE_DEVICES in the job), the others did not
+    gpu_rules = _gpu_rules(output)
+    assert GPU_RULES <= gpu_rules, f"rules that did not ask for a GPU: {sorted(GPU_RULES - gpu_rules)}"
     job_env = _job_env()
     for jobid, log in submissions:
         visible = job_env.get(jobid)
         assert visible is not None, f"no TaskProlog record for Slurm job {jobid} in {JOB_ENV_LOG}"
-        if _rules_of(log) & GPU_RULES:
+        if _rules_of(log) & gpu_rules:
             devices = visible.split(",")
             assert visible != "unset" and all(d.isdigit() and int(d) < FAKE_GPUS for d in devices), (
                 f"GPU job {jobid} ({log.parent.name}) ran with CUDA_VISIBLE_DEVICES={visible}")

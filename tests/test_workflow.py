@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -122,3 +123,20 @@ def test_a_user_plugin_and_a_diverging_run_go_through_the_dag(workflow_copy):
     assert (diverged.diverged == 4).all()
     saturation = math.log(1 / config["klom"].get("eps", 1e-5))
     assert diverged.p95.tolist() == pytest.approx([saturation] * 3)
+
+
+def test_the_pool_serves_datamodels_attribution_sets_and_ulira(workflow_copy):
+    snakemake(workflow_copy, "--configfile", ".test/config/pool.yaml")
+    results = workflow_copy / "results"
+    quality = pd.read_csv(results / "datamodels/digits/fit_quality.csv")
+    assert set(quality.points) == {"train", "val", "all"} and quality.n_holdout_models.eq(6).all()
+    ulira = pd.read_csv(results / "ulira_summary.csv").set_index("method")
+    assert set(ulira.index) == {"do_nothing", "oracle"} and (ulira.n_runs == 64).all()
+    assert ulira.accuracy_low.le(ulira.accuracy_mean).all() and ulira.accuracy_mean.le(ulira.accuracy_high).all()
+    epsilon = pd.read_csv(results / "epsilon_summary.csv")
+    assert {"forget_score", "final_score"} <= set(epsilon.columns)
+    table = pd.read_csv(results / "klom_summary.csv")
+    assert {"dm_direct", "dm_matching"} <= set(table.method) and set(table.forget_set.astype(str)) == {"class3", "pc1"}
+    assert (table.p95_low <= table.p95_high).all()
+    pc1 = np.load(results / "forget_sets/digits/forget_set_pc1.npy")
+    assert pc1.dtype == np.int64 and len(pc1) == 10

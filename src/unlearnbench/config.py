@@ -109,6 +109,22 @@ def _check_cross_keys(config: dict, schema: dict) -> None:
                 raise ConfigError(f"config key methods.{name}.{key}: empty list")
         if name in plugins and not entry.get(SNAPSHOT_KEY):
             raise ConfigError(f"config key methods.{name}.{SNAPSHOT_KEY}: a plug-in method needs snapshot epochs")
+    pool_users = [f"methods.{m}" for m in config["methods"] if m in ("dm_matching", "dm_direct")]
+    pool_users += [f"forget_sets.{i}" for i, fs in enumerate(config["forget_sets"]) if fs["kind"] == "attribution_pc"]
+    pool_users += ["ulira"] if config.get("ulira") else []
+    if pool_users and not config.get("pool"):
+        raise ConfigError(f"config key {pool_users[0]}: needs the pool of random-half models; set pool.n_models")
+    for i, fs in enumerate(config["forget_sets"]):
+        if fs["kind"] == "attribution_pc" and not {"component", "mode", "size"} <= set(fs):
+            raise ConfigError(f"config key forget_sets.{i}: attribution_pc needs component, mode and size")
+    if config.get("ulira"):
+        for name in config["ulira"]["methods"]:
+            if name not in built_in or name in ("dm_matching", "dm_direct"):
+                raise ConfigError(f"config key ulira.methods.{name}: not available for U-LiRA")
+        if "oracle_matching" in config["ulira"]["methods"]:
+            raise ConfigError("config key ulira.methods.oracle_matching: needs oracles per request; not available")
+    if config.get("pool") and config["pool"]["n_models"] <= config["datamodels"]["holdout_models"]:
+        raise ConfigError("config key datamodels.holdout_models: must be below pool.n_models")
     if config["n_holdout_oracles"] == 0 and "oracle" in config["methods"]:
         raise ConfigError("config key n_holdout_oracles: the oracle method needs at least one held-out oracle")
 
@@ -135,13 +151,13 @@ def grid(entry: dict) -> Iterator[dict]:
         yield dict(zip(keys, values))
 
 
-def method_runs(config: dict) -> dict[str, dict[str, dict]]:
-    """``{method: {run id: hyperparameters}}`` for every method and grid point in the config."""
-    return {m: {run_id(hp): hp for hp in grid(entry or {})} for m, entry in config["methods"].items()}
+def method_runs(methods: dict) -> dict[str, dict[str, dict]]:
+    """``{method: {run id: hyperparameters}}`` for every method and grid point of a ``methods`` mapping."""
+    return {m: {run_id(hp): hp for hp in grid(entry or {})} for m, entry in methods.items()}
 
 
-def snapshot_epochs(config: dict, method: str) -> list[int]:
-    return sorted(set((config["methods"][method] or {}).get(SNAPSHOT_KEY, [0])))
+def snapshot_epochs(methods: dict, method: str) -> list[int]:
+    return sorted(set((methods[method] or {}).get(SNAPSHOT_KEY, [0])))
 
 
 # shards -----------------------------------------------------------------------------------------------
@@ -171,6 +187,12 @@ def scored_oracle_shards(config: dict) -> list[int]:
 
 def holdout_oracle_shards(config: dict) -> list[int]:
     return [i for i, (start, _) in enumerate(oracle_shards(config)) if start >= config["n_models"]]
+
+
+def pool_shards(config: dict) -> list[tuple[int, int]]:
+    """Model-index ranges of the pool's shards (none without a pool)."""
+    pool = config.get("pool")
+    return chunks(0, pool["n_models"], config["models_per_job"]) if pool else []
 
 
 def forget_set_seed(entry: dict) -> int:

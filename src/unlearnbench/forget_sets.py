@@ -5,6 +5,8 @@ Kinds:
   This is exactly how the published CIFAR-10 sets 1-3 were made (seed = id - 1); needs only ``n_train``.
 - ``class``: every train point of the given classes, or ``size`` of them drawn with the same seeded recipe.
 - ``file``: a user ``.npy`` of indices (validated against the train-set size).
+- ``attribution_pc``: top-k (or top and bottom k/2) train points along a principal component of the
+  train x train datamodel matrix, as the published CIFAR-10 sets 4-9 were made.
 """
 
 from __future__ import annotations
@@ -44,8 +46,12 @@ def file_forget_set(path: str | os.PathLike, n_train: int) -> np.ndarray:
     return np.sort(indices)
 
 
-def make_forget_set(spec: dict, n_train: int, labels: np.ndarray | None = None) -> np.ndarray:
-    """Build one forget set from its config entry ``spec`` (keys as in config/README.md)."""
+def make_forget_set(spec: dict, n_train: int, labels: np.ndarray | None = None,
+                    datamodel_weights: np.ndarray | None = None) -> np.ndarray:
+    """Build one forget set from its config entry ``spec`` (keys as in config/README.md).
+
+    ``datamodel_weights`` (train x train, rows = train point i, columns = target point x) serve the
+    ``attribution_pc`` kind."""
     kind = spec["kind"]
     seed = int(spec.get("seed", 0))
     if kind == "random":
@@ -56,6 +62,12 @@ def make_forget_set(spec: dict, n_train: int, labels: np.ndarray | None = None) 
         return class_forget_set(labels, list(spec["classes"]), spec.get("size"), seed)
     if kind == "file":
         return file_forget_set(spec["path"], n_train)
+    if kind == "attribution_pc":
+        from .datamodels import attribution_pc_forget_set
+
+        if datamodel_weights is None:
+            raise ValueError("an attribution_pc forget set needs the datamodel weights")
+        return attribution_pc_forget_set(datamodel_weights, int(spec["component"]), spec["mode"], int(spec["size"]))
     raise ValueError(f"unknown forget-set kind {kind!r}")
 
 

@@ -20,7 +20,7 @@ MARGINS_REQUIRED = ("margins", "model_index")
 UNLEARNED_REQUIRED = ("margins", "epochs", "samples", "diverged", "model_index")
 
 
-def _torch_setup(threads: int, device_preference: str) -> str:
+def torch_setup(threads: int, device_preference: str) -> str:
     import torch
 
     from .device import claim_device
@@ -41,12 +41,14 @@ def prepare_dataset(name: str, out: str, root: str = "data", download: bool = Fa
     save_splits(out, splits)
 
 
-def make_forget_set(entry: dict, seed: int, n_train: int, out: str, splits: str | None = None) -> None:
+def make_forget_set(entry: dict, seed: int, n_train: int, out: str, splits: str | None = None,
+                    datamodels: str | None = None) -> None:
     from .data import load_splits
     from .forget_sets import make_forget_set as build
 
     labels = load_splits(splits).y_train if splits else None
-    indices = build({**entry, "seed": seed}, n_train, labels)
+    weights = load_arrays(datamodels, ("weights",))["weights"][:, :n_train] if datamodels else None
+    indices = build({**entry, "seed": seed}, n_train, labels, weights)
     log.info("forget set %s (%s): %d points", entry["id"], entry["kind"], len(indices))
     save_npy(out, indices)
 
@@ -59,11 +61,16 @@ def train_shard(
     model_range: tuple[int, int],
     seeds: list[int],
     forget_set: str | None = None,
+    pool_seed: int | None = None,
     threads: int = 1,
     device: str = "auto",
     models_per_batch: int | None = None,
 ) -> None:
-    """Train models ``model_range`` of a family on the train split (minus ``forget_set`` for oracles)."""
+    """Train models ``model_range`` of a family on the train split (minus ``forget_set`` for oracles).
+
+    Pool models (``pool_seed`` given) train on their own seeded random half of the train split; the
+    masks are stored with the weights (and later with the margins).
+    """
     import torch
 
     from .data import load_splits
@@ -71,33 +78,46 @@ def train_shard(
     from .stack import ModelStack
     from .training import Recipe, train_stack
 
-    dev = _torch_setup(threads, device)
+    dev = torch_setup(threads, device)
     data = load_splits(splits)
     points = np.arange(data.n_train) if forget_set is None else retain_points(load_npy(forget_set), data.n_train)
     stack = ModelStack.initialise(model, data.num_classes, data.x_train.shape[1], seeds, range(*model_range), dev)
+    if pool_seed is not None:
+        from .metrics.ulira import pool_mask
+
+        masks = np.stack([pool_mask(data.n_train, m, pool_seed) for m in range(*model_range)])
+        stack.extras["train_mask"] = masks
+        points = np.stack([np.flatnonzero(row) for row in masks])  # [M, n_train // 2]
     start = time.perf_counter()
     train_stack(stack, data.inputs(dev), torch.from_numpy(data.labels()).to(dev), points, seeds,
                 Recipe.from_config(recipe), models_per_batch, amp=dev.startswith("cuda"))
-    log.info("trained %d models on %d points in %.1f s", stack.n_models, len(points), time.perf_counter() - start)
-    stack.save(out, {"train_points": len(points)})
+    log.info("trained %d models on %d points in %.1f s", stack.n_models, points.shape[-1], time.perf_counter() - start)
+    stack.save(out, {"train_points": points.shape[-1]})
 
 
-def compute_margins(weights: str, splits: str, out: str, threads: int = 1, device: str = "auto") -> None:
-    """Margins of every model of a shard on every train point, then every validation point (float32)."""
+def compute_margins(weights: str, splits: str, out: str, threads: int = 1, device: str = "auto",
+                    keep_logits: bool = False) -> None:
+    """Margins of every model of a shard on every train point, then every validation point (float32).
+
+    Arrays stored with the weights (pool models' ``train_mask``) are carried over; ``keep_logits`` also
+    stores the logits ``[M, P, C]`` (datamodel matching regresses logits).
+    """
     import torch
 
     from .data import load_splits
     from .margins import stack_margins
     from .stack import ModelStack
 
-    dev = _torch_setup(threads, device)
+    dev = torch_setup(threads, device)
     data = load_splits(splits)
     stack = ModelStack.load(weights, dev)
-    margins = stack_margins(stack, data.inputs(dev), torch.from_numpy(data.labels()).to(dev))
+    inputs, labels = data.inputs(dev), torch.from_numpy(data.labels()).to(dev)
+    margins = stack_margins(stack, inputs, labels)
     n = data.n_train
     log.info("train accuracy %.4f, val accuracy %.4f (mean over %d models)",
              (margins[:, :n] > 0).mean(), (margins[:, n:] > 0).mean(), stack.n_models)
-    save_arrays(out, margins=margins, model_index=stack.model_index)
+    extra = {"logits": stack.logits(inputs).cpu().numpy()} if keep_logits else {}
+    save_arrays(out, margins=margins, model_index=stack.model_index, **stack.extras, **extra)
 
 
 def unlearn_shard(
@@ -111,6 +131,7 @@ def unlearn_shard(
     forget_set: str | None = None,
     seeds: list[int] | None = None,
     margins_inputs: dict[str, str] | None = None,
+    datamodel_effect: str | None = None,
     matching_oracles: list[str] | None = None,
     threads: int = 1,
     device: str = "auto",
@@ -121,18 +142,23 @@ def unlearn_shard(
 
     entry = lookup(method, plugins)
     build = load_build(entry)
+    effect = load_arrays(datamodel_effect, ("margin_effect", "logit_effect")) if datamodel_effect else None
     if entry.kind == "margins":
         inputs = {name: load_arrays(path, MARGINS_REQUIRED) for name, path in (margins_inputs or {}).items()}
+        if effect is not None:
+            inputs["datamodel_effect"] = effect
         result = margins_method(build, hyperparameters, inputs)
     else:
         from .data import load_splits
         from .stack import ModelStack
 
-        dev = _torch_setup(threads, device)
+        dev = torch_setup(threads, device)
         oracles = ModelStack.concat([ModelStack.load(p, dev) for p in matching_oracles]) if matching_oracles else None
         start = time.perf_counter()
+        targets = {"forget_logit_effect": effect["logit_effect"]} if effect is not None else None
         result = unlearn_stack(build, hyperparameters, snapshot_epochs, ModelStack.load(weights, dev),
-                               load_splits(splits), load_npy(forget_set), seeds, oracles, models_per_batch, dev)
+                               load_splits(splits), load_npy(forget_set), seeds, oracles, models_per_batch, dev,
+                               targets=targets)
         log.info("%s %s: %d models, %d snapshots in %.1f s", method, hyperparameters, len(result["model_index"]),
                  len(result["epochs"]), time.perf_counter() - start)
     save_arrays(out, **result)
@@ -148,55 +174,90 @@ def score_klom(
     cost_unit: int,
     out_scores: str,
     out_stats: str,
+    out_epsilon: str,
+    bootstrap: dict | None = None,
+    epsilon: dict | None = None,
 ) -> None:
-    """Per-point KLOM of unlearned vs scored oracles at each snapshot, and per-group statistics.
+    """Per-point KLOM of unlearned vs scored oracles at each snapshot, per-group statistics with
+    bootstrap intervals over model draws, and the NeurIPS'23 challenge ε of the forget points.
 
     ``cost_unit`` is the samples of one base-model training run (train size x epochs): relative cost =
     samples processed by forward+backward passes / ``cost_unit``.
     """
     import pandas as pd
 
+    from .metrics import epsilon as eps_metric
+    from .metrics.bootstrap import klom_percentile_ci
     from .metrics.groups import group_masks, group_stats
     from .metrics.klom import klom as klom_fn
 
+    bootstrap = bootstrap or {"n_resamples": 0}
     parts = [load_arrays(p, UNLEARNED_REQUIRED) for p in unlearned]
     margins = np.concatenate([p["margins"] for p in parts], axis=1)  # [S, M, P]
     samples = np.concatenate([p["samples"] for p in parts], axis=1)
     diverged = np.concatenate([p["diverged"] for p in parts], axis=1)
     epochs = parts[0]["epochs"]
     oracle = np.concatenate([load_arrays(p, MARGINS_REQUIRED)["margins"] for p in oracles], axis=0)
-    masks = group_masks(load_npy(forget_set), n_train, n_val)
+    forget = load_npy(forget_set)
+    masks = group_masks(forget, n_train, n_val)
     options = dict(bins=klom["bins"], eps=klom["eps"], clip=tuple(klom["clip"]), direction=klom["direction"],
                    inclusive_last_bin=klom["inclusive_last_bin"])
     scores = np.stack([klom_fn(margins[s], oracle, **options) for s in range(len(epochs))])
-    rows = []
+    rows, eps_rows = [], []
     for s, epoch in enumerate(epochs):
         for group, mask in masks.items():
-            rows.append({
-                "epoch": int(epoch),
-                "group": group,
-                **group_stats(scores[s, mask], klom["percentiles"]),
+            row = {"epoch": int(epoch), "group": group, **group_stats(scores[s, mask], klom["percentiles"])}
+            if bootstrap["n_resamples"] and not diverged[s].any():
+                # rough indication of model-draw noise, centred on the estimate (see metrics.bootstrap)
+                row["p95_low"], row["p95_high"] = klom_percentile_ci(
+                    margins[s], oracle, mask, 95, bootstrap["n_resamples"], bootstrap["alpha"], seed=int(epoch),
+                    bias_correct=True, **options)
+            rows.append(row | {
                 "n_models": margins.shape[1],
                 "n_oracles": oracle.shape[0],
                 "relative_cost": float(samples[s].mean()) / cost_unit,
                 "diverged": int(diverged[s].sum()),
                 "direction": klom["direction"],
             })
+        if epsilon is not None:
+            eps_rows.append({"epoch": int(epoch), **_epsilon_scores(margins[s], oracle, forget, masks, epsilon,
+                                                                    eps_metric)})
     save_arrays(out_scores, klom=scores, epochs=epochs, direction=np.str_(klom["direction"]))
     save_table(out_stats, pd.DataFrame(rows))
+    save_table(out_epsilon, pd.DataFrame(eps_rows, columns=["epoch", "n_forget", "epsilon_mean", "epsilon_max",
+                                                            "forget_score", "final_score"]))
 
 
-def summarize(stats: list[str], keys: list[dict], out_csv: str, out_parquet: str) -> object:
-    """Stack per-run statistics (each with identifying ``keys``) into the summary table."""
+def _epsilon_scores(unlearned, oracle, forget, masks, options, eps_metric) -> dict:
+    """The challenge's per-forget-point ε, its bucketed forget score and the final score (accuracy ratios
+    on retain and validation points, unlearned over retrained, from the same margins)."""
+    finite = np.isfinite(unlearned).all(axis=1)
+    eps = eps_metric.epsilon_per_point(unlearned[:, forget], oracle[:, forget], options["delta"], options["cap"])
+    score = eps_metric.forget_score(eps, n_models=len(unlearned))
+    acc = {(who, g): (m[:, masks[g]] > 0).mean(axis=1) for who, m in (("u", unlearned), ("o", oracle))
+           for g in ("retain", "val")}
+    final = eps_metric.final_score(score, acc["u", "retain"], acc["o", "retain"], acc["u", "val"], acc["o", "val"])
+    final = final if finite.all() else 0.0
+    return {"n_forget": len(forget), "epsilon_mean": float(eps.mean()), "epsilon_max": float(eps.max()),
+            "forget_score": score, "final_score": final}
+
+
+def stack_tables(paths: list[str], keys: list[dict], first: list[str], order: list[str]):
+    """Concatenate per-run tables, each tagged with its identifying ``keys``, in a stable order."""
     import pandas as pd
 
     from .storage import load_table
 
-    frames = [load_table(path).assign(**key) for path, key in zip(stats, keys)]
-    table = pd.concat(frames, ignore_index=True)
-    first = ["dataset", "model", "forget_set", "method", "run", "epoch", "group", "n_points", "n_models"]
+    table = pd.concat([load_table(path).assign(**key) for path, key in zip(paths, keys)], ignore_index=True)
     table = table[first + [c for c in table.columns if c not in first]]
-    table = table.sort_values(["dataset", "forget_set", "method", "run", "epoch", "group"], kind="stable")
+    return table.sort_values(order, kind="stable")
+
+
+def summarize(stats: list[str], epsilon: list[str], keys: list[dict], out_csv: str, out_parquet: str,
+              out_epsilon: str) -> None:
+    """The KLOM summary (CSV and Parquet) and the ε summary, one row per run, snapshot (and group)."""
+    ids = ["dataset", "model", "forget_set", "method", "run", "epoch"]
+    table = stack_tables(stats, keys, ids + ["group", "n_points", "n_models"], ids + ["group"])
     save_table(out_csv, table)
     save_table(out_parquet, table)
-    return table
+    save_table(out_epsilon, stack_tables(epsilon, keys, ids, ids))

@@ -28,6 +28,8 @@ class ModelStack:
     buffers: dict[str, torch.Tensor]
     model_index: np.ndarray  # which models of their family these are (e.g. oracle 0..99)
     _template: nn.Module = field(default=None, repr=False)
+    # per-model arrays stored alongside the weights, e.g. "train_mask" [M, n_train] of pool models
+    extras: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         if self._template is None:
@@ -121,6 +123,7 @@ class ModelStack:
         tensors = {f"param.{k}": v for k, v in self.params.items()}
         tensors |= {f"buffer.{k}": v for k, v in self.buffers.items()}
         tensors["model_index"] = torch.as_tensor(self.model_index)
+        tensors |= {f"extra.{k}": torch.as_tensor(v) for k, v in self.extras.items()}
         metadata = {"arch": self.arch, "num_classes": str(self.num_classes), "in_channels": str(self.in_channels)}
         metadata["extra"] = json.dumps(extra_metadata or {}, sort_keys=True)
         save_tensors(path, tensors, metadata)
@@ -130,9 +133,10 @@ class ModelStack:
         tensors, meta = load_tensors(path)
         params = {k[len("param.") :]: v.to(device) for k, v in tensors.items() if k.startswith("param.")}
         buffers = {k[len("buffer.") :]: v.to(device) for k, v in tensors.items() if k.startswith("buffer.")}
+        extras = {k[len("extra.") :]: v.numpy() for k, v in tensors.items() if k.startswith("extra.")}
         return cls(
             meta["arch"], int(meta["num_classes"]), int(meta["in_channels"]), params, buffers,
-            tensors["model_index"].numpy(),
+            tensors["model_index"].numpy(), extras=extras,
         )
 
     @classmethod

@@ -124,7 +124,7 @@ def headline(best: pd.DataFrame, stat: str = "p95") -> pd.DataFrame:
             "run": row["run"],
             "epoch": fmt(row["epoch"]),
             "diverged": fmt(row["diverged"]),
-            "of": fmt(row["n_candidates"]),
+            "candidates": fmt(row["n_candidates"]),
         })
     return pd.DataFrame(rows)
 
@@ -157,7 +157,7 @@ def summary_markdown(
         f"KLOM {label} (lower is better) of each method's best grid point and snapshot epoch: the one with the "
         f"lowest forget {label} at any snapshot. Its retain and validation {label} and its relative cost "
         "(samples through forward+backward / one base training run) are shown alongside. `do_nothing` is the "
-        "upper bound (no unlearning), `oracle` the noise floor (held-out oracles). `of` = grid points x "
+        "upper bound (no unlearning), `oracle` the noise floor (held-out oracles). `candidates` = grid points x "
         "snapshots the best was chosen from; `diverged` = models that diverged at that snapshot.",
     ]
     if ci:
@@ -177,11 +177,33 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; ma
 h1 { font-size: 1.2em; } h2 { font-size: 1.05em; margin-top: 1.5em; }
 p { max-width: 60em; }
 table { border-collapse: collapse; font-size: 0.85em; margin-bottom: 1em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; white-space: nowrap; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; white-space: nowrap; }
 th { background: #f0f0f0; position: sticky; top: 0; }
-td:nth-child(-n+3) { text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr:nth-child(even) td { background: #fafafa; }
 """
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.split(" [")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _table(frame: pd.DataFrame) -> str:
+    """An HTML table: text left, numbers right-aligned (numbers formatted with :func:`fmt`)."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for row in frame.itertuples(index=False):
+        cells = []
+        for value in row:
+            text = fmt(value, 4)
+            cls = ' class="num"' if text and _is_number(text) else ""
+            cells.append(f"<td{cls}>{html.escape(text)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def html_page(title: str, sections: list[tuple[str, pd.DataFrame]], intro: str = "") -> str:
@@ -197,10 +219,7 @@ def html_page(title: str, sections: list[tuple[str, pd.DataFrame]], intro: str =
     for heading, frame in sections:
         if heading:
             parts.append(f"<h2>{html.escape(heading)}</h2>")
-        display = frame.copy()
-        for col in display.columns:
-            display[col] = [fmt(v, 4) for v in display[col]]
-        parts.append(display.to_html(index=False, escape=True, border=0))
+        parts.append(_table(frame))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -218,14 +237,19 @@ def best_runs_html(summary: pd.DataFrame, stat: str = "p95") -> str:
 
 def full_summary_html(summary: pd.DataFrame) -> str:
     summary = normalise(summary)
+    constant = {c: summary[c].iloc[0] for c in ("dataset", "model", "direction")
+                if c in summary and len(summary) and summary[c].nunique() == 1}
+    summary = summary.drop(columns=list(constant))
     sections = []
     for fs in forget_set_order(summary["forget_set"]):
         part = summary[summary["forget_set"] == fs].drop(columns=["forget_set"])
         part = part.assign(_m=part["method"].map({m: i for i, m in enumerate(method_order(part["method"]))}))
         part = part.sort_values(["_m", "run", "epoch"], kind="stable").drop(columns=["_m"])
         sections.append((f"Forget set {fs}", part))
+    shared = "; ".join(f"{k} {v}" for k, v in constant.items())
     return html_page("KLOM summary: every method, grid point, snapshot and group", sections,
-                     "One row per method, run (grid point), snapshot epoch and group (forget / retain / val).")
+                     "One row per method, run (grid point), snapshot epoch and group (forget / retain / val)."
+                     + (f" All rows: {shared}." if shared else ""))
 
 
 def table_html(name: str, table: pd.DataFrame) -> str:

@@ -28,8 +28,14 @@ def unlearn_stack(
     matching_oracles: ModelStack | None = None,
     models_per_batch: int | None = None,
     device: str = "cpu",
+    retain: np.ndarray | None = None,
+    targets: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Apply a finetune method (its ``build``) to every model of ``base``; margins at each snapshot epoch.
+
+    ``forget`` is one forget set ``[n]`` shared by all models or one request per model ``[M, n]``;
+    ``retain`` defaults to the train split minus ``forget`` (U-LiRA passes each pool model's own).
+    ``targets`` are extra per-point targets for the method, e.g. ``{"forget_effect": [P, C]}``.
 
     Returns arrays ``margins [S, M, P]``, ``epochs [S]``, ``samples [S, M]`` (samples through
     forward+backward up to the snapshot), ``diverged [S, M]`` and ``model_index [M]``.
@@ -40,10 +46,12 @@ def unlearn_stack(
         inputs=inputs,
         labels=labels,
         forget=np.asarray(forget, dtype=np.int64),
-        retain=retain_points(forget, splits.n_train),
+        retain=retain_points(forget, splits.n_train) if retain is None else retain,
         original=base.copy(),
         seeds=list(seeds),
     )
+    for name, value in (targets or {}).items():
+        ctx.targets[name] = torch.as_tensor(value, device=device)
     if matching_oracles is not None:
         # slot i matches held-out oracle i mod H: disjoint from the oracles KLOM is scored against
         logits = matching_oracles.logits(inputs)

@@ -8,7 +8,10 @@ from unlearnbench.seeds import derive_seed
 DATASET = config["dataset"]
 DATA = get_spec(DATASET)
 FORGET_SETS = {str(fs["id"]): fs for fs in config["forget_sets"]}
-RUNS = plan.method_runs(config)
+RUNS = plan.method_runs(config["methods"])
+ULIRA = config["ulira"]
+ULIRA_RUNS = plan.method_runs(ULIRA["methods"]) if ULIRA else {}
+POOL_SHARDS = plan.pool_shards(config)
 BASE_SHARDS = plan.base_shards(config)
 ORACLE_SHARDS = plan.oracle_shards(config)
 RES = config["resources"]
@@ -21,6 +24,9 @@ UNLEARNED = (
     "results/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/shard~{shard}.npz"
 )
 SCORES = "results/klom/{dataset}/{method}/{run}/forget_set~{forget_set}"
+DATAMODELS = f"results/datamodels/{DATASET}"
+EFFECT = "results/datamodels/{dataset}/forget_set~{forget_set}/effect.npz"
+ULIRA_DIR = f"results/ulira/{DATASET}"
 
 
 wildcard_constraints:
@@ -29,7 +35,7 @@ wildcard_constraints:
     forget_set="[A-Za-z0-9-]+",
     method="[A-Za-z][A-Za-z0-9_]*",
     run="[^/]+",
-    family=r"base|oracle/forget_set~[A-Za-z0-9-]+",
+    family=r"base|pool|oracle/forget_set~[A-Za-z0-9-]+",
 
 
 def oracle_family(forget_set):
@@ -45,17 +51,33 @@ def get_forget_set_seed(wildcards):
 
 
 def get_forget_set_input(wildcards):
-    """A class forget set needs the labels; a file forget set depends on the user's file."""
+    """A class set needs the labels, a file set the user's file, an attribution set the datamodels."""
     entry = FORGET_SETS[wildcards.forget_set]
     if entry["kind"] == "class":
         return {"splits": SPLITS}
     if entry["kind"] == "file":
         return {"user_file": entry["path"]}
+    if entry["kind"] == "attribution_pc":
+        return {"datamodels": f"{DATAMODELS}/fit.npz"}
     return {}
 
 
+def get_pool_margins(wildcards=None):
+    return [
+        MARGINS.format(dataset=DATASET, family="pool", shard=s)
+        for s in range(len(POOL_SHARDS))
+    ]
+
+
+def get_pool_seeds(wildcards):
+    return [
+        derive_seed("pool", i, base=config["seed"])
+        for i in range(*POOL_SHARDS[int(wildcards.shard)])
+    ]
+
+
 def get_model_range(wildcards, stage):
-    shards = BASE_SHARDS if stage == "base" else ORACLE_SHARDS
+    shards = {"base": BASE_SHARDS, "oracle": ORACLE_SHARDS, "pool": POOL_SHARDS}[stage]
     return shards[int(wildcards.shard)]
 
 
@@ -79,8 +101,11 @@ def get_unlearn_input(wildcards):
     entry = lookup(wildcards.method, config["plugins"])
     family = oracle_family(wildcards.forget_set)
     shard = int(wildcards.shard)
+    effect = EFFECT.format(dataset=DATASET, forget_set=wildcards.forget_set)
     if entry.kind == "margins":
-        inputs = {}
+        inputs = (
+            {"datamodel_effect": effect} if "datamodel_effect" in entry.needs else {}
+        )
         if "base_margins" in entry.needs:
             inputs["base_margins"] = MARGINS.format(
                 dataset=DATASET, family="base", shard=shard
@@ -98,6 +123,8 @@ def get_unlearn_input(wildcards):
             dataset=DATASET, forget_set=wildcards.forget_set
         ),
     }
+    if "datamodel_effect" in entry.needs:
+        inputs["datamodel_effect"] = effect
     if "matching_oracles" in entry.needs:
         inputs["matching_oracles"] = [
             WEIGHTS.format(dataset=DATASET, family=family, shard=s)
@@ -118,7 +145,7 @@ def get_hyperparameters(wildcards):
 
 
 def get_snapshot_epochs(wildcards):
-    return plan.snapshot_epochs(config, wildcards.method)
+    return plan.snapshot_epochs(config["methods"], wildcards.method)
 
 
 def get_unlearn_seeds(wildcards):
@@ -152,9 +179,10 @@ def all_scored_runs():
     return [(m, r, fs) for m, runs in RUNS.items() for r in runs for fs in FORGET_SETS]
 
 
-def get_all_stats(wildcards):
+def get_all_scores(wildcards, name):
+    """One file ``name`` (stats.csv or epsilon.csv) of every KLOM score the summary collects."""
     return [
-        f"{SCORES}/stats.csv".format(dataset=DATASET, method=m, run=r, forget_set=fs)
+        f"{SCORES}/{name}".format(dataset=DATASET, method=m, run=r, forget_set=fs)
         for m, r, fs in all_scored_runs()
     ]
 
@@ -188,3 +216,60 @@ def print_summary(path):
         f"\nKLOM P95 (best grid point, last snapshot; lower is better). Full table: {path}\n"
     )
     print(best[["forget", "retain", "val"]].round(3).to_string())
+
+
+# U-LiRA -----------------------------------------------------------------------------------------
+
+
+def get_ulira_hyperparameters(wildcards):
+    return ULIRA_RUNS[wildcards.method][wildcards.run]
+
+
+def get_ulira_snapshot_epochs(wildcards):
+    return plan.snapshot_epochs(ULIRA["methods"], wildcards.method)
+
+
+def get_ulira_seeds(wildcards):
+    """Per request k and pool model i: seeds of its retrained oracle and of its unlearning run."""
+    w, k_max = wildcards, ULIRA["n_requests"]
+    models = range(*POOL_SHARDS[int(w.shard)])
+    return {
+        stage: [
+            [
+                derive_seed("ulira", stage, w.method, w.run, k, i, base=config["seed"])
+                for i in models
+            ]
+            for k in range(k_max)
+        ]
+        for stage in ("oracle", "unlearn")
+    }
+
+
+def get_ulira_scores(wildcards=None):
+    return [
+        f"{ULIRA_DIR}/{m}/{r}/scores.csv"
+        for m, runs in ULIRA_RUNS.items()
+        for r in runs
+    ]
+
+
+def get_ulira_keys(wildcards):
+    return [
+        {"dataset": DATASET, "model": config["model"], "method": m, "run": r}
+        for m, runs in ULIRA_RUNS.items()
+        for r in runs
+    ]
+
+
+def get_final_outputs():
+    """What `rule all` asks for: the KLOM and ε summaries, and the pool's products when there is a pool."""
+    outputs = [
+        "results/klom_summary.csv",
+        "results/klom_summary.parquet",
+        "results/epsilon_summary.csv",
+    ]
+    if POOL_SHARDS:
+        outputs.append(f"{DATAMODELS}/fit_quality.csv")
+    if ULIRA:
+        outputs.append("results/ulira_summary.csv")
+    return outputs

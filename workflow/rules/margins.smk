@@ -15,5 +15,6 @@ rule compute_margins:
         gpu=RES["gpu"],
     params:
         device=RES["device"],
+        keep_logits=lambda w: w.family == "pool",
     script:
         "../scripts/compute_margins.py"

@@ -9,6 +9,7 @@ rule score_klom:
     output:
         scores=f"{SCORES}/klom.npz",
         stats=f"{SCORES}/stats.csv",
+        epsilon=f"{SCORES}/epsilon.csv",
     log:
         "logs/score_klom/{dataset}/{method}/{run}/forget_set~{forget_set}.log",
     benchmark:
@@ -17,6 +18,8 @@ rule score_klom:
         "../../envs/unlearnbench.yaml"
     params:
         klom=config["klom"],
+        bootstrap=config["bootstrap"],
+        epsilon=config["epsilon"],
         n_train=DATA.n_train,
         n_val=DATA.n_val,
         cost_unit=DATA.n_train * config["train"]["epochs"],
@@ -26,10 +29,12 @@ rule score_klom:
 
 rule summarize:
     input:
-        stats=get_all_stats,
+        stats=lambda w: get_all_scores(w, "stats.csv"),
+        epsilon=lambda w: get_all_scores(w, "epsilon.csv"),
     output:
         csv="results/klom_summary.csv",
         parquet="results/klom_summary.parquet",
+        epsilon="results/epsilon_summary.csv",
     log:
         "logs/summarize.log",
     conda:

@@ -51,3 +51,29 @@ rule train_oracle:
         models_per_batch=RES["models_per_batch"],
     script:
         "../scripts/train.py"
+
+
+rule train_pool:
+    input:
+        splits=SPLITS,
+    output:
+        weights=WEIGHTS.replace("{family}", "pool"),
+    log:
+        "logs/train_pool/{dataset}/shard~{shard}.log",
+    benchmark:
+        "results/benchmarks/train_pool/{dataset}/shard~{shard}.tsv"
+    conda:
+        "../../envs/unlearnbench.yaml"
+    threads: RES["threads"]
+    resources:
+        gpu=RES["gpu"],
+    params:
+        model=config["model"],
+        recipe=config["train"],
+        model_range=lambda w: get_model_range(w, "pool"),
+        seeds=get_pool_seeds,
+        pool_seed=config["seed"],
+        device=RES["device"],
+        models_per_batch=RES["models_per_batch"],
+    script:
+        "../scripts/train.py"

@@ -7,4 +7,5 @@ jobs.compute_margins(
     snakemake.output.margins,
     threads=snakemake.threads,
     device=snakemake.params.device,
+    keep_logits=snakemake.params.keep_logits,
 )

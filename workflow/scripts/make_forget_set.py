@@ -7,4 +7,5 @@ jobs.make_forget_set(
     snakemake.params.n_train,
     snakemake.output.indices,
     splits=snakemake.input.get("splits"),
+    datamodels=snakemake.input.get("datamodels"),
 )

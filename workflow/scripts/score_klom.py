@@ -11,4 +11,7 @@ jobs.score_klom(
     cost_unit=snakemake.params.cost_unit,
     out_scores=snakemake.output.scores,
     out_stats=snakemake.output.stats,
+    out_epsilon=snakemake.output.epsilon,
+    bootstrap=snakemake.params.bootstrap,
+    epsilon=snakemake.params.epsilon,
 )

@@ -13,6 +13,7 @@ jobs.unlearn_shard(
     forget_set=inputs.get("forget_set"),
     seeds=snakemake.params.seeds,
     margins_inputs={k: inputs[k] for k in ("base_margins", "holdout_margins") if k in inputs.keys()},
+    datamodel_effect=inputs.get("datamodel_effect"),
     matching_oracles=inputs.get("matching_oracles"),
     threads=snakemake.threads,
     device=snakemake.params.device,

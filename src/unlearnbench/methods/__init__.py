@@ -23,7 +23,8 @@ from dataclasses import dataclass
 class Registered:
     target: str  # "module:function"
     kind: str = "finetune"  # or "margins"
-    # extra inputs: "base_margins", "holdout_margins", "matching_oracles" (held-out oracle weights)
+    # extra inputs: "base_margins", "holdout_margins", "matching_oracles" (held-out oracle weights),
+    # "datamodel_effect" (Σ_{i∈F} β_i of the pool's datamodels, for margins and logits)
     needs: tuple[str, ...] = ()
 
 
@@ -35,6 +36,8 @@ METHODS: dict[str, Registered] = {
     "ascent_descent": Registered("unlearnbench.methods.ascent_descent:build"),
     "scrub": Registered("unlearnbench.methods.scrub:build"),
     "oracle_matching": Registered("unlearnbench.methods.oracle_matching:build", needs=("matching_oracles",)),
+    "dm_matching": Registered("unlearnbench.methods.dm_matching:build", needs=("datamodel_effect",)),
+    "dm_direct": Registered("unlearnbench.methods.dm_direct:build", "margins", ("base_margins", "datamodel_effect")),
 }
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,16 +22,25 @@ class Plan:
 
 @dataclass
 class UnlearningContext:
-    """Everything a finetune method may use, for one shard of base models and one forget set."""
+    """Everything a finetune method may use, for one shard of models and their forget requests.
+
+    ``forget`` and ``retain`` hold one row of train indices per model (``[M, n]``): the same row for
+    every model in a KLOM run, a different request per model in a U-LiRA run.
+    """
 
     inputs: torch.Tensor  # every point, train then val, normalised
     labels: torch.Tensor
-    forget: np.ndarray  # train indices to forget
-    retain: np.ndarray  # train indices to keep
+    forget: np.ndarray  # [M, n_forget] train indices to forget (a 1-D array is shared by all models)
+    retain: np.ndarray  # [M, n_retain] train indices the model keeps
     original: ModelStack  # frozen copy of the models before unlearning (e.g. SCRUB's teacher)
     seeds: list[int]
     targets: dict[str, torch.Tensor] = field(default_factory=dict)  # per-model targets, e.g. oracle logits
     _teachers: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        m = self.original.n_models
+        self.forget = np.broadcast_to(np.asarray(self.forget, dtype=np.int64), (m, np.shape(self.forget)[-1]))
+        self.retain = np.broadcast_to(np.asarray(self.retain, dtype=np.int64), (m, np.shape(self.retain)[-1]))
 
     def phase(self, points: np.ndarray, loss, lr, batch_size: int, name: str) -> Phase:
         return Phase(np.asarray(points), int(batch_size), loss, lr if callable(lr) else float(lr), name)
@@ -51,14 +60,12 @@ class UnlearningContext:
         return table[rows[:, None], batch.indices]
 
     def sample_per_model(self, points: np.ndarray, size: int, epoch: int, stream: str) -> np.ndarray:
-        """For each model, ``size`` of ``points`` without replacement, fresh each epoch: ``[M, size]``.
-
-        Seeded by (model seed, stream, epoch), so any model's run can be rebuilt alone.
-        """
-        size = min(size, len(points))
+        """For each model, ``size`` of its row of ``points`` ([M, n]) without replacement, fresh each
+        epoch: ``[M, size]``. Seeded by (model seed, stream, epoch): any model's run rebuilds alone."""
+        size = min(size, points.shape[-1])
         return np.stack([
-            np.random.default_rng([seed, epoch, zlib.crc32(stream.encode())]).choice(points, size, replace=False)
-            for seed in self.seeds
+            np.random.default_rng([seed, epoch, zlib.crc32(stream.encode())]).choice(row, size, replace=False)
+            for seed, row in zip(self.seeds, points)
         ])
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "MIN_STD",
     "gaussian_forgotten_probability",
     "make_requests",
+    "pool_mask",
     "pool_masks",
     "shadow_gaussians",
     "summarize_ulira",
@@ -37,23 +38,25 @@ __all__ = [
 MIN_STD = 1e-6
 
 
-def pool_masks(n_train: int, n_models: int, seed: int) -> np.ndarray:
-    """Inclusion masks ``bool [n_models, n_train]``, each with exactly ``n_train // 2`` points.
+def pool_mask(n_train: int, model: int, seed: int) -> np.ndarray:
+    """Inclusion mask ``bool [n_train]`` of pool model ``model``: exactly ``n_train // 2`` points.
 
-    Row ``m`` depends only on ``(seed, m)`` (``numpy.random.default_rng([seed, m])``), so any pool model can be
+    It depends only on ``(seed, model)`` (``numpy.random.default_rng([seed, model])``), so any pool model can be
     rebuilt alone and adding models never changes existing ones.  Every mask has the same size because the training
     engine trains several models as one batched network, which needs equal epoch lengths.
     """
     if n_train < 2:
         raise ValueError(f"n_train must be at least 2, got {n_train}")
+    mask = np.zeros(n_train, dtype=bool)
+    mask[np.random.default_rng([seed, model]).permutation(n_train)[: n_train // 2]] = True
+    return mask
+
+
+def pool_masks(n_train: int, n_models: int, seed: int) -> np.ndarray:
+    """Masks ``bool [n_models, n_train]`` of pool models ``0..n_models-1`` (see :func:`pool_mask`)."""
     if n_models < 1:
         raise ValueError(f"n_models must be positive, got {n_models}")
-    half = n_train // 2
-    masks = np.zeros((n_models, n_train), dtype=bool)
-    for m in range(n_models):
-        chosen = np.random.default_rng([seed, m]).permutation(n_train)[:half]
-        masks[m, chosen] = True
-    return masks
+    return np.stack([pool_mask(n_train, m, seed) for m in range(n_models)])
 
 
 def make_requests(

@@ -1,0 +1,183 @@
+"""Stages of the pool of random-half models: datamodels, their forget effects, and U-LiRA.
+
+One pool serves three uses (spec §6-§7): datamodels regress each point's margin (and logits) on the
+pool's inclusion masks; U-LiRA unlearns random requests from pool models and attacks the result; the
+masks travel with the pool's margins (``train_mask``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .storage import load_arrays, save_arrays, save_table
+
+log = logging.getLogger(__name__)
+
+
+def load_pool(paths: list[str], keep_logits: bool = False) -> dict[str, np.ndarray]:
+    """Concatenate pool margin shards: ``margins [M, P]``, ``train_mask [M, n_train]`` (+ ``logits``)."""
+    keys = ("margins", "train_mask", "model_index") + (("logits",) if keep_logits else ())
+    parts = [load_arrays(p, keys) for p in paths]
+    return {k: np.concatenate([p[k] for p in parts]) for k in keys}
+
+
+def fit_datamodels(pool_margins: list[str], l2: float, holdout_models: int, out_fit: str, out_quality: str) -> None:
+    """Margin datamodels on the whole pool, and their fit quality on pool models left out of a fit."""
+    import pandas as pd
+
+    from .datamodels import fit_datamodels as fit
+    from .datamodels import holdout_correlation
+
+    pool = load_pool(pool_margins)
+    masks, margins = pool["train_mask"], pool["margins"]
+    n_fit = len(masks) - holdout_models
+    corr, summary = holdout_correlation(masks[:n_fit], margins[:n_fit], masks[n_fit:], margins[n_fit:], l2)
+    n_train = masks.shape[1]
+    rows = [{"points": name, "n_fit_models": n_fit, "n_holdout_models": holdout_models, "l2": l2,
+             "mean_correlation": float(np.nanmean(c)), "median_correlation": float(np.nanmedian(c))}
+            for name, c in (("train", corr[:n_train]), ("val", corr[n_train:]), ("all", corr))]
+    log.info("datamodel hold-out correlation: %s", summary)
+    weights, bias = fit(masks, margins, l2)
+    save_arrays(out_fit, weights=weights.astype(np.float32), bias=bias.astype(np.float32))
+    save_table(out_quality, pd.DataFrame(rows))
+
+
+def datamodel_effect(pool_margins: list[str], forget_set: str, l2: float, out: str) -> None:
+    """Σ_{i∈F} β_i(x) of margin and logit datamodels, for DM-direct and datamodel matching."""
+    from .datamodels import forget_effect_from_pool
+    from .storage import load_npy
+
+    pool = load_pool(pool_margins, keep_logits=True)
+    forget = load_npy(forget_set)
+    save_arrays(
+        out,
+        margin_effect=forget_effect_from_pool(pool["train_mask"], pool["margins"], forget, l2).astype(np.float32),
+        logit_effect=forget_effect_from_pool(pool["train_mask"], pool["logits"], forget, l2).astype(np.float32),
+    )
+
+
+def make_ulira_requests(pool_margins: list[str], target_pool: dict, n_requests: int, request_size: int, seed: int,
+                        out: str, labels: np.ndarray | None = None) -> None:
+    """The target pool (seeded random train points, optionally of given classes) and K requests per model."""
+    from .metrics.ulira import make_requests
+
+    masks = load_pool(pool_margins)["train_mask"]
+    candidates = np.arange(masks.shape[1])
+    if target_pool.get("classes"):
+        candidates = candidates[np.isin(labels, target_pool["classes"])]
+    rng = np.random.RandomState(seed)
+    size = min(int(target_pool["size"]), len(candidates))
+    pool = np.sort(rng.choice(candidates, size, replace=False)).astype(np.int64)
+    requests = make_requests(masks, pool, n_requests, request_size, seed)
+    save_arrays(out, target_pool=pool, requests=requests, train_mask=masks)
+
+
+def ulira_unlearn(
+    method: str,
+    hyperparameters: dict,
+    snapshot_epochs: list[int],
+    weights: str,
+    pool_margins: str,
+    requests: str,
+    splits: str,
+    seeds: dict[str, list[int]],
+    recipe: dict,
+    out: str,
+    plugins: dict | None = None,
+    threads: int = 1,
+    device: str = "auto",
+    models_per_batch: int | None = None,
+) -> None:
+    """Every request of every pool model of one shard, unlearned by ``method``.
+
+    Output runs are ordered request-major (all models for request 0, then request 1, ...):
+    ``margins [S, R, P]``, ``forgotten`` / ``trained`` ``bool [R, n_train]``.
+    """
+    import torch
+
+    from .data import load_splits
+    from .jobs import torch_setup
+    from .margins import stack_margins
+    from .methods import load_build, lookup
+    from .stack import ModelStack
+    from .training import Recipe, train_stack
+    from .unlearning import unlearn_stack
+
+    dev = torch_setup(threads, device)
+    data = load_splits(splits)
+    pool = ModelStack.load(weights, dev)
+    rows = pool.model_index
+    masks = pool.extras["train_mask"].astype(bool)
+    req = load_arrays(requests, ("requests",))["requests"][rows]  # [m, K, s]
+    inputs, labels = data.inputs(dev), torch.from_numpy(data.labels()).to(dev)
+    margins, forgotten, samples, diverged = [], [], [], []
+    for k in range(req.shape[1]):
+        forget = req[:, k]
+        keep = masks.copy()
+        keep[np.arange(len(rows))[:, None], forget] = False
+        retain = np.stack([np.flatnonzero(row) for row in keep])
+        if method == "do_nothing":
+            result = {"margins": load_arrays(pool_margins, ("margins",))["margins"][None],
+                      "samples": np.zeros((1, len(rows)), np.int64), "diverged": np.zeros((1, len(rows)), bool)}
+        elif method == "oracle":  # a perfect unlearner: retrain on the model's mask minus the request
+            oracle_seeds = seeds["oracle"][k]
+            stack = ModelStack.initialise(pool.arch, pool.num_classes, pool.in_channels, oracle_seeds, rows, dev)
+            train_stack(stack, inputs, labels, retain, oracle_seeds, Recipe.from_config(recipe), models_per_batch)
+            result = {"margins": stack_margins(stack, inputs, labels)[None],
+                      "samples": np.zeros((1, len(rows)), np.int64), "diverged": ~stack.finite()[None]}
+        else:
+            build = load_build(lookup(method, plugins))
+            result = unlearn_stack(build, hyperparameters, snapshot_epochs, pool.copy(), data, forget,
+                                   seeds["unlearn"][k], None, models_per_batch, dev, retain=retain)
+        margins.append(result["margins"])
+        samples.append(result["samples"])
+        diverged.append(result["diverged"])
+        hit = np.zeros_like(masks)
+        hit[np.arange(len(rows))[:, None], forget] = True
+        forgotten.append(hit)
+    epochs = [0] if method in ("do_nothing", "oracle") else sorted(set(snapshot_epochs))
+    save_arrays(
+        out,
+        margins=np.concatenate(margins, axis=1).astype(np.float32),
+        forgotten=np.concatenate(forgotten),
+        trained=np.tile(masks, (req.shape[1], 1)),
+        samples=np.concatenate(samples, axis=1),
+        diverged=np.concatenate(diverged, axis=1),
+        epochs=np.asarray(epochs, dtype=np.int64),
+    )
+
+
+def score_ulira(unlearned: list[str], requests: str, n_targets: int, seed: int, bootstrap: dict,
+                out: str) -> None:
+    """U-LiRA accuracy per snapshot: mean and std over target runs, with a bootstrap interval."""
+    import pandas as pd
+
+    from .metrics.bootstrap import mean_ci
+    from .metrics.ulira import summarize_ulira, ulira_accuracy
+
+    parts = [load_arrays(p, ("margins", "forgotten", "trained", "epochs")) for p in unlearned]
+    margins = np.concatenate([p["margins"] for p in parts], axis=1)
+    forgotten = np.concatenate([p["forgotten"] for p in parts])
+    trained = np.concatenate([p["trained"] for p in parts])
+    n_train = trained.shape[1]
+    target_pool = load_arrays(requests, ("target_pool",))["target_pool"]
+    targets = np.sort(np.random.RandomState(seed).choice(len(forgotten), n_targets, replace=False))
+    rows = []
+    for s, epoch in enumerate(parts[0]["epochs"]):
+        acc = ulira_accuracy(margins[s][:, :n_train], forgotten, trained, targets, target_pool, seed=seed)
+        stats = summarize_ulira(acc)
+        low, high = mean_ci(acc, bootstrap["n_resamples"], bootstrap["alpha"], seed)
+        rows.append({"epoch": int(epoch), "accuracy_mean": stats["mean"], "accuracy_std": stats["std"],
+                     "accuracy_low": low, "accuracy_high": high, "n_targets": stats["n_targets"],
+                     "n_runs": len(forgotten)})
+    save_table(out, pd.DataFrame(rows))
+
+
+def summarize_ulira(scores: list[str], keys: list[dict], out: str) -> None:
+    """One row per method, run and snapshot: U-LiRA accuracy mean, std and interval."""
+    from .jobs import stack_tables
+
+    ids = ["dataset", "model", "method", "run", "epoch"]
+    save_table(out, stack_tables(scores, keys, ids, ids))

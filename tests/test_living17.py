@@ -1,0 +1,148 @@
+"""Living-17: the generic ImageFolder loader, the BREEDS class-mapping recipe, and ResNet-18, on a
+tiny generated ImageNet-style tree (a few 16x16 PNGs per class folder)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unlearnbench.data import get_spec
+from unlearnbench.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD, load_imagefolder_splits, read_imagefolder
+from unlearnbench.data.living17 import (
+    ClassMapping,
+    living17_from_file,
+    living17_from_hierarchy,
+    load_living17_splits,
+)
+from unlearnbench.models import build_model
+from unlearnbench.stack import ModelStack
+
+FOLDERS = {"n001": 0, "n002": 0, "n003": 1, "n004": 2}  # two sub-classes share super-class 0
+
+
+def write_tree(root, folders, per_folder, size=16, seed=0, extra=("n999",)):
+    """``root/<folder>/img_<i>.png`` with a constant colour per folder (so labels are checkable)."""
+    rng = np.random.default_rng(seed)
+    colours = {}
+    for k, folder in enumerate(list(folders) + list(extra)):
+        (root / folder).mkdir(parents=True)
+        colours[folder] = ((40 * k + 10) % 256, (255 - 30 * k) % 256, (7 * k) % 256)
+        for i in range(per_folder):
+            pixels = np.empty((size, size + 4, 3), dtype=np.uint8)  # not square: exercises the crop
+            pixels[:] = colours[folder]
+            pixels[0, 0] = rng.integers(0, 256, 3)  # a corner the crop drops
+            Image.fromarray(pixels).save(root / folder / f"img_{i:02d}.png")
+    return colours
+
+
+def test_imagefolder_loader_shapes_labels_and_order(tmp_path):
+    colours = write_tree(tmp_path / "train", FOLDERS, per_folder=4)
+    write_tree(tmp_path / "val", FOLDERS, per_folder=2)
+    splits = load_imagefolder_splits(str(tmp_path / "train"), str(tmp_path / "val"), FOLDERS, resolution=8,
+                                     crop_ratio=0.5, train_fraction_per_folder=0.5)
+    assert splits.x_train.shape == (8, 3, 8, 8) and splits.x_train.dtype == np.uint8  # first half of each folder
+    assert splits.x_val.shape == (8, 3, 8, 8)
+    assert splits.y_train.tolist() == [0, 0, 0, 0, 1, 1, 2, 2]  # folders sorted, n999 ignored
+    assert splits.y_val.dtype == np.int64 and splits.num_classes == 3
+    np.testing.assert_array_equal(splits.x_train[4, :, 3, 3], colours["n003"])
+    np.testing.assert_allclose(splits.mean, IMAGENET_MEAN)
+    np.testing.assert_allclose(splits.std, IMAGENET_STD)
+    assert splits.scale == pytest.approx(1 / 255)
+    x = splits.inputs()
+    expected = (colours["n001"][0] / 255 - 0.485) / 0.229
+    assert x.shape == (16, 3, 8, 8) and abs(float(x[0, 0, 4, 4]) - expected) < 1e-5
+    _, _, paths = read_imagefolder(str(tmp_path / "train"), FOLDERS, resolution=8, fraction_per_folder=0.5)
+    assert [p.rsplit("/", 2)[-2:] for p in paths[:2]] == [["n001", "img_00.png"], ["n001", "img_01.png"]]
+
+
+def test_imagefolder_missing_class_folder_is_named(tmp_path):
+    write_tree(tmp_path / "train", {"n001": 0}, per_folder=1, extra=())
+    with pytest.raises(FileNotFoundError, match="n002"):
+        read_imagefolder(str(tmp_path / "train"), {"n001": 0, "n002": 1}, resolution=8)
+
+
+def write_hierarchy(info_dir, superclasses, leaves_per_superclass):
+    """A small BREEDS-format hierarchy: root -> living thing -> 3 levels -> super-classes -> leaves
+    (so super-classes are at depth 5), plus a non-living branch and a too-small living node."""
+    info_dir.mkdir()
+    edges = [("n00001740", "n00004258"), ("n00001740", "n00021939")]
+    chain = ["n00004258", "n1000001", "n1000002", "n1000003"]
+    edges += list(zip(chain, chain[1:]))
+    leaves, names = [], {"n00004258": "living thing", "n00021939": "artifact"}
+    for s, name in enumerate(superclasses):
+        wnid = f"n2{s:06d}"
+        names[wnid] = name
+        edges.append((chain[-1], wnid))
+        for j in range(leaves_per_superclass):
+            leaf = f"n3{s:03d}{j:03d}"
+            edges.append((wnid, leaf))
+            leaves.append(leaf)
+    edges += [(chain[-1], "n2999999"), ("n2999999", "n3999000")]  # depth 5 but a single leaf: dropped
+    leaves.append("n3999000")
+    edges += [("n00021939", "n4000000"), ("n4000000", "n4000001"), ("n4000001", "n4000002"),
+              ("n4000002", "n4000003"), ("n4000003", "n4000004")]  # non-living: outside the ancestor
+    for j in range(5):
+        edges.append(("n4000004", f"n5000{j:03d}"))
+        leaves.append(f"n5000{j:03d}")
+    edges.append(("n1000001", "n3000000"))  # a shortcut: the longest path still defines the depth
+    (info_dir / "class_hierarchy.txt").write_text("".join(f"{p} {c}\n" for p, c in edges))
+    (info_dir / "node_names.txt").write_text("".join(f"{k}\t{v}\n" for k, v in names.items()))
+    (info_dir / "dataset_class_info.json").write_text(json.dumps([[i, w, f"class {w}"] for i, w in enumerate(leaves)]))
+    return leaves
+
+
+def test_breeds_recipe_on_a_small_hierarchy(tmp_path):
+    names = [f"super{s}" for s in range(3)]
+    write_hierarchy(tmp_path / "breeds", names, leaves_per_superclass=6)
+    mapping = living17_from_hierarchy(tmp_path / "breeds", expected=3)
+    assert mapping.names == names  # sorted by WordNet id; the 1-leaf node and the non-living branch dropped
+    rng = np.random.RandomState(2)
+    for s, group in enumerate(mapping.wnids):
+        pool = sorted(f"n3{s:03d}{j:03d}" for j in range(6))
+        assert group == list(rng.choice(pool, 4, replace=False))
+    with pytest.raises(ValueError, match="17 super-classes"):
+        living17_from_hierarchy(tmp_path / "breeds")  # a real Living-17 mapping must have 17
+    with pytest.raises(FileNotFoundError, match="BREEDS hierarchy files"):
+        living17_from_hierarchy(tmp_path / "nowhere")
+
+
+def test_living17_end_to_end_on_a_tiny_tree(tmp_path):
+    """A user-supplied mapping file (17 x 4 made-up folder names), the registry entry and ResNet-18."""
+    groups = [[f"n{s:02d}{j}" for j in range(4)] for s in range(17)]
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "living17_classes.json").write_text(json.dumps(
+        {"superclasses": [{"name": f"super{s}", "wnids": g} for s, g in enumerate(groups)]}))
+    folders = {w: s for s, g in enumerate(groups) for w in g}
+    write_tree(root / "imagenet" / "train", folders, per_folder=2, extra=())
+    write_tree(root / "imagenet" / "val", folders, per_folder=1, extra=())
+    assert living17_from_file(root / "living17_classes.json").wnids == groups
+    spec = get_spec("living17")
+    assert (spec.n_train, spec.n_val, spec.num_classes, spec.in_channels) == (44_200, 3_400, 17, 3)
+    splits = spec.load(root=str(root), resolution=16)
+    assert splits.x_train.shape == (68, 3, 16, 16) and splits.x_val.shape == (68, 3, 16, 16)  # half of 2 = 1
+    assert splits.y_train.tolist() == [s for s in range(17) for _ in range(4)]
+    torch.manual_seed(0)
+    model = build_model("resnet18", 17, 3).eval()
+    assert sum(p.numel() for p in model.parameters()) == 11_185_233  # torchvision resnet18, 17-way head
+    x = splits.inputs()[:4]
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (4, 17) and torch.isfinite(out).all()
+    stack = ModelStack.initialise("resnet18", 17, 3, [1, 2], [0, 1])
+    logits = stack.logits(x)
+    assert logits.shape == (2, 4, 17)
+    with torch.no_grad():
+        torch.testing.assert_close(logits[1], stack.to_module(1).eval()(x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_bad_mapping_is_refused():
+    with pytest.raises(ValueError, match="distinct"):
+        ClassMapping([f"s{i}" for i in range(17)], [["a", "a", "b", "c"]] + [[f"x{i}{j}" for j in range(4)]
+                                                                             for i in range(16)]).check()
+    with pytest.raises(ValueError, match="two super-classes"):
+        ClassMapping(["a", "b"], [["w1", "w2"], ["w2", "w3"]]).check(2, 2)
+    with pytest.raises(ValueError, match="17 super-classes"):
+        load_living17_splits(mapping=ClassMapping(["a"], [["w1", "w2", "w3", "w4"]]).check())

@@ -1,0 +1,10 @@
+from unlearnbench import logs, pool_jobs
+
+logs.to_file(snakemake.log[0])
+pool_jobs.fit_datamodels(
+    list(snakemake.input.pool),
+    snakemake.params.l2,
+    snakemake.params.holdout_models,
+    snakemake.output.fit,
+    snakemake.output.quality,
+)
