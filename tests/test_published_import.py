@@ -257,7 +257,8 @@ def _import_rules_integrated() -> bool:
 
 
 @pytest.mark.workflow
-@pytest.mark.skipif(not _import_rules_integrated(), reason="workflow/rules/import.smk not yet included / schema lacks `import`")
+@pytest.mark.skipif(not _import_rules_integrated(),
+                    reason="workflow/rules/import.smk not yet included / schema lacks `import`")
 def test_imported_assets_replace_training_in_the_dag(workflow_copy):
     """Published base weights and oracle margins (digits-sized fixtures in the published formats): the
     dry run imports them instead of training base models or scoring-oracle margins."""

@@ -262,7 +262,7 @@ def get_ulira_keys(wildcards):
 
 
 def get_final_outputs():
-    """What `rule all` asks for: the KLOM and ε summaries, and the pool's products when there is a pool."""
+    """The final targets: the KLOM and ε summaries, and the pool's products when there is a pool."""
     outputs = [
         "results/klom_summary.csv",
         "results/klom_summary.parquet",
