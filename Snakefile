@@ -34,6 +34,7 @@ include: "workflow/rules/margins.smk"
 include: "workflow/rules/unlearning.smk"
 include: "workflow/rules/scoring.smk"
 include: "workflow/rules/pool.smk"
+include: "workflow/rules/import.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -48,8 +49,10 @@ rule all:
 
 
 onsuccess:
-    print_summary("results/klom_summary.csv")
-    print(
-        "\nBest run per method and forget set: results/summary.md (figures: results/figures/; "
-        "HTML report: snakemake --report results/report.html)"
-    )
+    # only when the run made the summary (not for single targets or partial runs)
+    if os.path.exists("results/klom_summary.csv"):
+        print_summary("results/klom_summary.csv")
+        print(
+            "\nBest run per method and forget set: results/summary.md (figures: results/figures/; "
+            "HTML report: snakemake --report results/report.html)"
+        )

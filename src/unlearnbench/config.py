@@ -91,6 +91,8 @@ def _check_cross_keys(config: dict, schema: dict) -> None:
             bad = [c for c in fs["classes"] if c >= spec.num_classes]
             if bad:
                 raise ConfigError(f"config key {where}.classes: {bad} not below {spec.num_classes} classes")
+        if fs.get("url") and fs["kind"] != "file":
+            raise ConfigError(f"config key {where}.url: only a file forget set has a url")
         if fs["kind"] == "file" and not fs.get("path"):
             raise ConfigError(f"config key {where}.path: a file forget set needs a path")
         if fs["kind"] == "random" and "size" not in fs:
@@ -109,6 +111,9 @@ def _check_cross_keys(config: dict, schema: dict) -> None:
                 raise ConfigError(f"config key methods.{name}.{key}: empty list")
         if name in plugins and not entry.get(SNAPSHOT_KEY):
             raise ConfigError(f"config key methods.{name}.{SNAPSHOT_KEY}: a plug-in method needs snapshot epochs")
+    unknown = sorted(set(map(str, config["import"].get("oracle_margins", {}))) - set(ids))
+    if unknown:
+        raise ConfigError(f"config key import.oracle_margins.{unknown[0]}: no forget set has this id")
     pool_users = [f"methods.{m}" for m in config["methods"] if m in ("dm_matching", "dm_direct")]
     pool_users += [f"forget_sets.{i}" for i, fs in enumerate(config["forget_sets"]) if fs["kind"] == "attribution_pc"]
     pool_users += ["ulira"] if config.get("ulira") else []

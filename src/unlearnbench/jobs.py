@@ -32,11 +32,15 @@ def torch_setup(threads: int, device_preference: str) -> str:
     return device
 
 
-def prepare_dataset(name: str, out: str, root: str = "data", download: bool = False,
-                    verify_checksums: bool = True) -> None:
-    from .data import load_dataset, save_splits
+def prepare_dataset(name: str, out: str, **options) -> None:
+    """The fixed splits of data set ``name`` (options: root, download, verify_checksums, resolution...)."""
+    from .data import get_spec, load_dataset, save_splits
 
-    splits = load_dataset(name, root=root, download=download, verify_checksums=verify_checksums)
+    splits = load_dataset(name, **options)
+    spec = get_spec(name)
+    if (splits.n_train, splits.n_val) != (spec.n_train, spec.n_val):
+        log.warning("%s has %d/%d train/val points, the registry says %d/%d: forget sets and scoring use the "
+                    "registry sizes", name, splits.n_train, splits.n_val, spec.n_train, spec.n_val)
     log.info("%s: %d train / %d val points, input shape %s", name, splits.n_train, splits.n_val, splits.x_train.shape[1:])
     save_splits(out, splits)
 

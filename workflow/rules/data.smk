@@ -9,6 +9,7 @@ rule prepare_dataset:
         root=config["data"]["root"],
         download=config["data"]["download"],
         verify_checksums=config["data"]["verify_checksums"],
+        resolution=config["data"]["resolution"],
     script:
         "../scripts/prepare_dataset.py"
 

@@ -7,4 +7,6 @@ jobs.prepare_dataset(
     root=snakemake.params.root,
     download=snakemake.params.download,
     verify_checksums=snakemake.params.verify_checksums,
+    resolution=snakemake.params.resolution,
+    workers=snakemake.threads if snakemake.threads > 1 else 0,
 )

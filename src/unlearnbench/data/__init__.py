@@ -34,10 +34,16 @@ def _cifar10(**options) -> Splits:
     return load_cifar10_splits(**options)
 
 
+def _living17(**options) -> Splits:
+    from .living17 import load_living17_splits
+
+    return load_living17_splits(**options)
+
+
 DATASETS: dict[str, DatasetSpec] = {
     "digits": DatasetSpec(n_train=300, n_val=1497, num_classes=10, in_channels=1, load=_digits),
     "cifar10": DatasetSpec(n_train=50_000, n_val=10_000, num_classes=10, in_channels=3, load=_cifar10),
-    "living17": DatasetSpec(44_200, 3_400, 17, 3, __import__("unlearnbench.data.living17", fromlist=["load"]).load),
+    "living17": DatasetSpec(n_train=44_200, n_val=3_400, num_classes=17, in_channels=3, load=_living17),
 }
 
 
