@@ -231,7 +231,7 @@ def test_a_diverging_method_is_recorded_and_the_sweep_finishes(workflow_copy):
     log = (workflow_copy / f"logs/unlearn/digits/gradient_ascent/{run}/forget_set~1/shard~0.log").read_text()
     assert "diverged" in log
     # the report copes: a diverged run is marked, the headline table says so
-    assert "| gradient_ascent | 11.513 |" in (workflow_copy / "results/summary.md").read_text()
+    assert re.search(r"\| gradient_ascent \| 11\.513", (workflow_copy / "results/summary.md").read_text())
     assert (workflow_copy / "results/figures/margins_forget_set~1.png").stat().st_size > 0
 
 

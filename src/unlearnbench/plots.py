@@ -123,6 +123,7 @@ def tradeoff_figure(summary: pd.DataFrame, forget_set: str, stat: str = "p95") -
                     fy = np.append(fy, fy[-1])
                     ax.step(fx, fy, where="post", color=colour, lw=2, alpha=0.35)
         ax.set_title(f"{group} {stat.upper()}")
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.set_xlabel("relative cost (samples / one base training run)")
         ax.set_ylabel(f"KLOM {stat.upper()} (lower is better)")
         ax.grid(alpha=0.3)
@@ -214,16 +215,20 @@ def worst_points(klom_row: np.ndarray, mask: np.ndarray, k: int = 3) -> np.ndarr
 
 
 def margins_figure(points: Sequence[int], oracle: np.ndarray, panels: Sequence[Mapping], forget_set: str,
-                   n_train: int) -> Figure:
+                   n_train: int, clip: Sequence[float] | None = None) -> Figure:
     """Margin histograms of unlearned vs oracle models on a few points.
 
     ``oracle``: scored oracle margins ``[N, P]``. ``panels``: one mapping per method with ``method``,
     ``run``, ``epoch``, ``margins [M, P]`` (that snapshot) and ``klom [P]``. Rows = points, columns =
-    methods; non-finite margins (diverged models) are left out and counted in the panel.
+    methods; non-finite margins (diverged models) are left out and counted in the panel. ``clip``:
+    margins are clipped to it first, as KLOM does (``klom.clip``).
     """
+    if clip is not None:
+        oracle = np.clip(oracle, *clip)
+        panels = [{**p, "margins": np.clip(p["margins"], *clip)} for p in panels]
     colours = method_colours([p["method"] for p in panels])
     nrows, ncols = max(1, len(points)), max(1, len(panels))
-    fig = Figure(figsize=(3.1 * ncols + 1, 2.5 * nrows + 0.8), layout="constrained")
+    fig = Figure(figsize=(max(5.0, 3.1 * ncols + 1), 2.5 * nrows + 1), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for r, point in enumerate(points):
         where = f"train #{point}" if point < n_train else f"val #{point - n_train}"
@@ -256,9 +261,14 @@ def margins_figure(points: Sequence[int], oracle: np.ndarray, panels: Sequence[M
     handles = [Patch(color="0.6", alpha=0.6, label="oracle (scored)"),
                Line2D([], [], color="black", lw=1.8, label="unlearned (method colour)")]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize="small")
-    fig.suptitle(f"Forget set {forget_set}: margins of unlearned vs oracle models on the forget points "
-                 "do_nothing forgets worst")
+    title_margins(fig, forget_set, "do_nothing")
     return fig
+
+
+def title_margins(fig: Figure, forget_set: str, reference: str) -> None:
+    title = (f"Forget set {forget_set}: margins of unlearned vs oracle models on the forget points "
+             f"{reference} forgets worst")
+    fig.suptitle(textwrap.fill(title, max(40, int(fig.get_figwidth() * 11))))
 
 
 # job functions -----------------------------------------------------------------------------------------
@@ -326,7 +336,7 @@ def plot_klom_epochs(summary_csv: str, forget_set: str, scores: Sequence[str], k
 def plot_margins(summary_csv: str, forget_set: str, scores: Sequence[str], score_keys: Sequence[Mapping],
                  unlearned: Sequence[str], unlearned_keys: Sequence[Mapping], oracles: Sequence[str],
                  forget_set_path: str, n_train: int, n_val: int, out: str, n_points: int = 3,
-                 reference: str = "do_nothing", stat: str = "p95") -> None:
+                 reference: str = "do_nothing", stat: str = "p95", clip: Sequence[float] | None = None) -> None:
     """Histograms of unlearned (each method's best run, at its best snapshot) vs scored oracle margins on
     the ``n_points`` forget points with the highest KLOM under ``reference`` (else the first method)."""
     from .jobs import MARGINS_REQUIRED, UNLEARNED_REQUIRED
@@ -348,8 +358,7 @@ def plot_margins(summary_csv: str, forget_set: str, scores: Sequence[str], score
     masks = _masks(forget_set_path, n_train, n_val)
     ref = next((p for p in panels if p["method"] == reference), panels[0] if panels else None)
     points = worst_points(ref["klom"], masks["forget"], n_points) if ref is not None else np.zeros(0, int)
-    fig = margins_figure([int(p) for p in points], oracle, panels, forget_set, n_train)
+    fig = margins_figure([int(p) for p in points], oracle, panels, forget_set, n_train, clip)
     if ref is not None and ref["method"] != reference:
-        fig.suptitle(f"Forget set {forget_set}: margins of unlearned vs oracle models on the forget points "
-                     f"{ref['method']} forgets worst")
+        title_margins(fig, forget_set, ref["method"])
     save_figure(fig, out)

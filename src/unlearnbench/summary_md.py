@@ -69,12 +69,16 @@ def wide(summary: pd.DataFrame, stat: str = "p95") -> pd.DataFrame:
 def best_runs(summary: pd.DataFrame, stat: str = "p95") -> pd.DataFrame:
     """Per forget set and method, the run and snapshot epoch with the lowest forget ``stat``.
 
-    Ties go to the cheaper run, then the earlier epoch, then the run id (deterministic). ``n_candidates``
-    counts the (run, epoch) pairs the best was chosen from.
+    A snapshot in which models diverged ranks after every one without (its KLOM is saturated anyway;
+    this only settles ties among saturated values). Ties go to the cheaper run, then the earlier epoch,
+    then the run id (deterministic). ``n_candidates`` counts the (run, epoch) pairs the best was chosen
+    from.
     """
     table = wide(summary, stat)
     key = f"forget_{stat}"
-    table = table.sort_values([key, "relative_cost", "epoch", "run"], kind="stable", na_position="last")
+    table = table.assign(_diverged=table["diverged"] > 0)
+    table = table.sort_values(["_diverged", key, "relative_cost", "epoch", "run"], kind="stable", na_position="last")
+    table = table.drop(columns="_diverged")
     best = table.groupby(["forget_set", "method"], sort=False).head(1).copy()
     counts = table.groupby(["forget_set", "method"]).size().rename("n_candidates")
     best = best.join(counts, on=["forget_set", "method"])
@@ -140,6 +144,19 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
+def headline_extra(table: pd.DataFrame, best: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """An extra table for the headline: constant ``dataset`` / ``model`` columns dropped and, when it has
+    one row per forget set, method, run and epoch (like the epsilon table), only the best runs' rows."""
+    table = normalise(table)
+    note = ""
+    if set(RUN_KEYS) <= set(table.columns) and len(best):
+        keys = best[RUN_KEYS].astype({"epoch": "int64"})
+        table = keys.merge(table.astype({"epoch": "int64"}), on=RUN_KEYS, how="inner")
+        note = "At the best run of each method (above); every run in the HTML report."
+    constant = [c for c in ("dataset", "model") if c in table and table[c].nunique() <= 1]
+    return table.drop(columns=constant), note
+
+
 def summary_markdown(
     summary: pd.DataFrame,
     extra_tables: Mapping[str, pd.DataFrame] | None = None,
@@ -166,7 +183,8 @@ def summary_markdown(
         part = shown[shown["forget set"] == forget_set].drop(columns=["forget set"])
         lines += ["", f"## Forget set {forget_set}", "", markdown_table(part)]
     for name, table in (extra_tables or {}).items():
-        lines += ["", f"## {name}", "", markdown_table(table)]
+        table, note = headline_extra(table, best)
+        lines += ["", f"## {name}", "", *([note, ""] if note else []), markdown_table(table)]
     lines += ["", f"Full table: `{source}`. Figures: `results/figures/`. "
               "HTML report: `snakemake --report results/report.html`.", ""]
     return "\n".join(lines)

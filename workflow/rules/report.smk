@@ -166,5 +166,6 @@ rule plot_margins:
         n_val=DATA.n_val,
         n_points=REPORT_POINTS,
         reference=REPORT_REFERENCE,
+        clip=config["klom"]["clip"],
     script:
         "../scripts/plot_margins.py"

@@ -16,4 +16,5 @@ plots.plot_margins(
     n_points=snakemake.params.n_points,
     reference=snakemake.params.reference,
     stat=snakemake.params.stat,
+    clip=snakemake.params.clip,
 )

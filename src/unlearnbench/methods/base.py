@@ -39,8 +39,8 @@ class UnlearningContext:
 
     def __post_init__(self):
         m = self.original.n_models
-        self.forget = np.broadcast_to(np.asarray(self.forget, dtype=np.int64), (m, np.shape(self.forget)[-1]))
-        self.retain = np.broadcast_to(np.asarray(self.retain, dtype=np.int64), (m, np.shape(self.retain)[-1]))
+        self.forget = np.array(np.broadcast_to(np.asarray(self.forget, dtype=np.int64), (m, np.shape(self.forget)[-1])))
+        self.retain = np.array(np.broadcast_to(np.asarray(self.retain, dtype=np.int64), (m, np.shape(self.retain)[-1])))
 
     def phase(self, points: np.ndarray, loss, lr, batch_size: int, name: str) -> Phase:
         return Phase(np.asarray(points), int(batch_size), loss, lr if callable(lr) else float(lr), name)
