@@ -249,16 +249,7 @@ def test_fetch_forget_set_offline_says_what_to_do(tmp_path):
 # the workflow: import rules replace training -----------------------------------------------------------
 
 
-def _import_rules_integrated() -> bool:
-    from conftest import REPO
-
-    schema = (REPO / "workflow/schemas/config.schema.yaml").read_text()
-    return "rules/import.smk" in (REPO / "Snakefile").read_text() and "\n  import:" in schema
-
-
 @pytest.mark.workflow
-@pytest.mark.skipif(not _import_rules_integrated(),
-                    reason="workflow/rules/import.smk not yet included / schema lacks `import`")
 def test_imported_assets_replace_training_in_the_dag(workflow_copy):
     """Published base weights and oracle margins (digits-sized fixtures in the published formats): the
     dry run imports them instead of training base models or scoring-oracle margins."""
@@ -288,3 +279,13 @@ def test_imported_assets_replace_training_in_the_dag(workflow_copy):
     assert jobs["import_base_weights"] == 2 and jobs["import_oracle_margins"] == 4
     assert "train_base" not in jobs and "train_oracle" not in jobs
     assert jobs["compute_margins"] == 2  # base models' margins only
+
+    # and end to end: the imported assets are scored
+    snakemake(workflow_copy, "--configfile", "import.yaml")
+    import numpy as np
+    import pandas as pd
+
+    table = pd.read_csv(workflow_copy / "results/klom_summary.csv")
+    assert set(table.method) == {"do_nothing", "oracle"} and (table.n_oracles == 2).all()
+    oracle = np.load(workflow_copy / "results/margins/digits/oracle/forget_set~1/shard~0.npz")
+    assert oracle["margins"].shape == (1, 300 + 1497) and not oracle["margins"].any()

@@ -240,8 +240,13 @@ def _epsilon_scores(unlearned, oracle, forget, masks, options, eps_metric) -> di
     score = eps_metric.forget_score(eps, n_models=len(unlearned))
     acc = {(who, g): (m[:, masks[g]] > 0).mean(axis=1) for who, m in (("u", unlearned), ("o", oracle))
            for g in ("retain", "val")}
-    final = eps_metric.final_score(score, acc["u", "retain"], acc["o", "retain"], acc["u", "val"], acc["o", "val"])
-    final = final if finite.all() else 0.0
+    if not finite.all():
+        final = 0.0  # a diverged run scores nothing
+    elif acc["o", "retain"].mean() > 0 and acc["o", "val"].mean() > 0:
+        final = eps_metric.final_score(score, acc["u", "retain"], acc["o", "retain"], acc["u", "val"],
+                                       acc["o", "val"])
+    else:
+        final = float("nan")  # the ratios are undefined when the retrained models are never right
     return {"n_forget": len(forget), "epsilon_mean": float(eps.mean()), "epsilon_max": float(eps.max()),
             "forget_score": score, "final_score": final}
 
