@@ -192,7 +192,7 @@ FIGURES = ["p95_bars.png"] + [f"{kind}_forget_set~{fs}.png" for fs in ("1", "cla
 
 
 def test_training_jobs_log_their_progress(tiny_run):
-    logs = sorted((tiny_run / "logs/train_base").rglob("*.log")) + sorted((tiny_run / "logs/train_oracle").rglob("*.log"))
+    logs = [log for rule in ("train_base", "train_oracle") for log in sorted((tiny_run / "logs" / rule).rglob("*.log"))]
     assert logs
     for log in logs:
         text = log.read_text()

@@ -77,8 +77,9 @@ def tradeoff_figure(summary: pd.DataFrame, forget_set: str, stat: str = "p95") -
     """Forget / retain / val ``stat`` against relative cost for every method, grid point and snapshot.
 
     Colour = method, marker = grid point (consecutive snapshots of one grid point joined by a thin
-    line, labelled e<epoch>), thick step line = the method's frontier (lowest value at that cost or less), dotted
-    horizontal lines = do_nothing and oracle (cost 0). Red rings mark runs in which models diverged.
+    line, labelled e<epoch>), pale thick step line = the method's frontier (lowest value at that cost
+    or less), dotted horizontal lines = do_nothing and oracle (cost 0). Red rings mark snapshots in
+    which models diverged.
     """
     table = wide(summary, stat)
     table = table[table["forget_set"] == str(forget_set)]

@@ -8,6 +8,8 @@ rule compute_margins:
         "logs/compute_margins/{dataset}/{family}/shard~{shard}.log",
     benchmark:
         "results/benchmarks/compute_margins/{dataset}/{family}/shard~{shard}.tsv"
+    group:
+        "train"
     conda:
         "../../envs/unlearnbench.yaml"
     threads: RES["threads"]

@@ -68,6 +68,8 @@ rule ulira_unlearn:
         "logs/ulira_unlearn/{dataset}/{method}/{run}/shard~{shard}.log",
     benchmark:
         "results/benchmarks/ulira_unlearn/{dataset}/{method}/{run}/shard~{shard}.tsv"
+    group:
+        "ulira"
     conda:
         "../../envs/unlearnbench.yaml"
     threads: RES["threads"]
@@ -95,6 +97,8 @@ rule score_ulira:
         scores="results/ulira/{dataset}/{method}/{run}/scores.csv",
     log:
         "logs/score_ulira/{dataset}/{method}/{run}.log",
+    group:
+        "ulira"
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -112,6 +116,8 @@ rule summarize_ulira:
         csv="results/ulira_summary.csv",
     log:
         "logs/summarize_ulira.log",
+    group:
+        "report"
     conda:
         "../../envs/unlearnbench.yaml"
     params:

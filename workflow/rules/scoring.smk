@@ -14,6 +14,8 @@ rule score_klom:
         "logs/score_klom/{dataset}/{method}/{run}/forget_set~{forget_set}.log",
     benchmark:
         "results/benchmarks/score_klom/{dataset}/{method}/{run}/forget_set~{forget_set}.tsv"
+    group:
+        "unlearn"
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -37,6 +39,8 @@ rule summarize:
         epsilon="results/epsilon_summary.csv",
     log:
         "logs/summarize.log",
+    group:
+        "report"
     conda:
         "../../envs/unlearnbench.yaml"
     params:

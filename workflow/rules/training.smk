@@ -11,6 +11,8 @@ rule train_base:
         "logs/train_base/{dataset}/shard~{shard}.log",
     benchmark:
         "results/benchmarks/train_base/{dataset}/shard~{shard}.tsv"
+    group:
+        "train"
     conda:
         "../../envs/unlearnbench.yaml"
     threads: RES["threads"]
@@ -37,6 +39,8 @@ rule train_oracle:
         "logs/train_oracle/{dataset}/forget_set~{forget_set}/shard~{shard}.log",
     benchmark:
         "results/benchmarks/train_oracle/{dataset}/forget_set~{forget_set}/shard~{shard}.tsv"
+    group:
+        "train"
     conda:
         "../../envs/unlearnbench.yaml"
     threads: RES["threads"]
@@ -62,6 +66,8 @@ rule train_pool:
         "logs/train_pool/{dataset}/shard~{shard}.log",
     benchmark:
         "results/benchmarks/train_pool/{dataset}/shard~{shard}.tsv"
+    group:
+        "train"
     conda:
         "../../envs/unlearnbench.yaml"
     threads: RES["threads"]

@@ -10,6 +10,8 @@ rule unlearn:
         "logs/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/shard~{shard}.log",
     benchmark:
         "results/benchmarks/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/shard~{shard}.tsv"
+    group:
+        "unlearn"
     conda:
         "../../envs/unlearnbench.yaml"
     threads: RES["threads"]
