@@ -194,6 +194,7 @@ def score_klom(
     from .metrics.bootstrap import klom_percentile_ci
     from .metrics.groups import group_masks, group_stats
     from .metrics.klom import klom as klom_fn
+    from .metrics.klom import saturation
 
     bootstrap = bootstrap or {"n_resamples": 0}
     parts = [load_arrays(p, UNLEARNED_REQUIRED) for p in unlearned]
@@ -213,9 +214,11 @@ def score_klom(
             row = {"epoch": int(epoch), "group": group, **group_stats(scores[s, mask], klom["percentiles"])}
             if bootstrap["n_resamples"] and not diverged[s].any():
                 # rough indication of model-draw noise, centred on the estimate (see metrics.bootstrap)
-                row["p95_low"], row["p95_high"] = klom_percentile_ci(
+                low, high = klom_percentile_ci(
                     margins[s], oracle, mask, 95, bootstrap["n_resamples"], bootstrap["alpha"], seed=int(epoch),
                     bias_correct=True, **options)
+                # re-centring can step outside KLOM's range [0, saturation]
+                row["p95_low"], row["p95_high"] = max(low, 0.0), min(high, saturation(klom["eps"]))
             rows.append(row | {
                 "n_models": margins.shape[1],
                 "n_oracles": oracle.shape[0],

@@ -17,6 +17,12 @@ from pathlib import Path
 import numpy as np
 
 
+# mkstemp creates files readable by their owner only; artefacts get the usual umask-based mode instead
+# (results are shared on clusters). Reading the umask means setting it: do it once, at import.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 class ArtefactError(RuntimeError):
     """A stored artefact is missing, truncated or corrupt."""
 
@@ -41,6 +47,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -38,6 +38,8 @@ rule report_tables:
         ),
     log:
         "logs/report/report_tables.log",
+    group:
+        "report"
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -61,6 +63,8 @@ rule report_extra_table:
         "logs/report/report_extra_table/{table}.log",
     wildcard_constraints:
         table="|".join(report_plan.OPTIONAL_TABLES),
+    group:
+        "report"
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -81,6 +85,8 @@ rule plot_tradeoff:
         ),
     log:
         "logs/report/plot_tradeoff/forget_set~{forget_set}.log",
+    group:
+        "report"
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -101,6 +107,8 @@ rule plot_group_bars:
         ),
     log:
         "logs/report/plot_group_bars.log",
+    group:
+        "report"
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -125,6 +133,8 @@ rule plot_klom_epochs:
         ),
     log:
         "logs/report/plot_klom_epochs/forget_set~{forget_set}.log",
+    group:
+        "report"
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -156,6 +166,8 @@ rule plot_margins:
         ),
     log:
         "logs/report/plot_margins/forget_set~{forget_set}.log",
+    group:
+        "report"
     conda:
         "../../envs/unlearnbench.yaml"
     params:
