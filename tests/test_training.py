@@ -72,3 +72,14 @@ def test_weights_round_trip_through_safetensors(tmp_path, digits):
     single = loaded.to_module(1).eval()
     with torch.no_grad():
         torch.testing.assert_close(single(x[:5]), stack.forward(x[:5], train=False)[1])
+
+
+def test_batchnorm_can_be_exempt_from_weight_decay():
+    from unlearnbench.loop import Optimiser
+
+    stack = ModelStack.initialise("digits_cnn", 10, 1, [1], [0])
+    bn = stack.batchnorm_params()
+    assert bn == {"0.1.weight", "0.1.bias", "2.1.weight", "2.1.bias"}
+    groups = Optimiser("sgd", weight_decay=0.1, decay_batchnorm=False).build(stack.params, bn).param_groups
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0] and len(groups[1]["params"]) == 4
+    assert len(Optimiser("sgd", weight_decay=0.1).build(stack.params, bn).param_groups) == 1

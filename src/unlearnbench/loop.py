@@ -51,14 +51,19 @@ class Optimiser:
     momentum: float = 0.0
     nesterov: bool = False
     weight_decay: float = 0.0
+    decay_batchnorm: bool = True
 
-    def build(self, tensors: list[torch.Tensor]) -> torch.optim.Optimizer:
+    def build(self, params: dict[str, torch.Tensor], batchnorm: frozenset[str] = frozenset()) -> torch.optim.Optimizer:
+        """An optimiser over named parameters; ``batchnorm`` names are exempt from weight decay unless
+        ``decay_batchnorm`` (the published CIFAR-10 recipe decays all parameters, Living-17 not BatchNorm)."""
+        exempt = set() if self.decay_batchnorm else set(batchnorm)
+        groups = [{"params": [t for n, t in params.items() if n not in exempt], "weight_decay": self.weight_decay}]
+        if exempt:
+            groups.append({"params": [t for n, t in params.items() if n in exempt], "weight_decay": 0.0})
         if self.kind == "sgd":
-            return torch.optim.SGD(
-                tensors, lr=0.0, momentum=self.momentum, nesterov=self.nesterov, weight_decay=self.weight_decay
-            )
+            return torch.optim.SGD(groups, lr=0.0, momentum=self.momentum, nesterov=self.nesterov)
         if self.kind == "adam":
-            return torch.optim.Adam(tensors, lr=0.0, weight_decay=self.weight_decay)
+            return torch.optim.Adam(groups, lr=0.0)
         raise ValueError(f"unknown optimiser {self.kind!r}")
 
 
@@ -130,7 +135,7 @@ def _run_part(
     m = part.n_models
     for v in part.params.values():
         v.requires_grad_(True)
-    opt = optimiser.build(list(part.params.values()))
+    opt = optimiser.build(part.params, part.batchnorm_params())
     samples = np.zeros(m, dtype=np.int64)
     diverged = np.zeros(m, dtype=bool)
     device = part.device

@@ -59,6 +59,15 @@ class ModelStack:
         module.load_state_dict(state)
         return module
 
+    def batchnorm_params(self) -> frozenset[str]:
+        """Names of the parameters that belong to BatchNorm layers (e.g. exempt from weight decay)."""
+        return frozenset(
+            f"{prefix}.{name}" if prefix else name
+            for prefix, module in self._template.named_modules()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm)
+            for name, _ in module.named_parameters(recurse=False)
+        )
+
     @property
     def n_models(self) -> int:
         return len(self.model_index)

@@ -28,6 +28,7 @@ class Recipe:
     peak_epoch: float = 3.0  # where the triangle peaks; 0 = start at the peak and decay
     schedule: str = "triangle"  # "triangle" or "constant"
     weight_decay: float = 5e-4
+    weight_decay_batchnorm: bool = True  # False: BatchNorm weights and biases get no weight decay
     momentum: float = 0.9
     nesterov: bool = False
     label_smoothing: float = 0.0
@@ -86,5 +87,6 @@ def train_stack(
             log.info("models %s-%s epoch %d/%d train accuracy %.3f", part.model_index[0], part.model_index[-1],
                      epoch, recipe.epochs, acc)
 
-    optimiser = Optimiser(recipe.optimizer, recipe.momentum, recipe.nesterov, recipe.weight_decay)
+    optimiser = Optimiser(recipe.optimizer, recipe.momentum, recipe.nesterov, recipe.weight_decay,
+                          recipe.weight_decay_batchnorm)
     return run_loop(stack, inputs, labels, seeds, optimiser, recipe.epochs, phases, report, models_per_batch, amp)
