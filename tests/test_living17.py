@@ -146,3 +146,41 @@ def test_a_bad_mapping_is_refused():
         ClassMapping(["a", "b"], [["w1", "w2"], ["w2", "w3"]]).check(2, 2)
     with pytest.raises(ValueError, match="17 super-classes"):
         load_living17_splits(mapping=ClassMapping(["a"], [["w1", "w2", "w3", "w4"]]).check())
+
+
+@pytest.mark.workflow
+def test_living17_runs_through_the_dag_on_a_tiny_tree(workflow_copy):
+    """The whole DAG (ResNet-18, image-folder loader, a forget set, scoring) on a 17 x 4 tree."""
+    import pandas as pd
+    import yaml
+
+    from conftest import snakemake
+
+    groups = [[f"n{s:02d}{j}" for j in range(4)] for s in range(17)]
+    root = workflow_copy / "data"
+    root.mkdir()
+    (root / "living17_classes.json").write_text(json.dumps(
+        {"superclasses": [{"name": f"super{s}", "wnids": g} for s, g in enumerate(groups)]}))
+    folders = {w: s for s, g in enumerate(groups) for w in g}
+    write_tree(root / "imagenet" / "train", folders, per_folder=2, extra=())
+    write_tree(root / "imagenet" / "val", folders, per_folder=1, extra=())
+    config = yaml.safe_load((workflow_copy / "config/living17.yaml").read_text())
+    config["data"].update(root="data", resolution=16, n_train=68, n_val=68)
+    config["train"].update(epochs=1, batch_size=32)
+    config.update(n_models=2, n_holdout_oracles=2, models_per_job=2, bootstrap={"n_resamples": 0},
+                  forget_sets=[{"id": 1, "kind": "random", "size": 4}],
+                  methods={"do_nothing": None, "oracle": None,
+                           "gradient_ascent": {"lr": [0.01], "batch_size": 4, "epochs": [1]}},
+                  resources={"gpu": 0, "device": "cpu", "threads": 1})
+    for key in ("pool", "ulira", "import"):
+        config.pop(key, None)
+    (workflow_copy / "tiny_living17.yaml").write_text(yaml.safe_dump(config))
+    snakemake(workflow_copy, "--configfile", "tiny_living17.yaml")
+    table = pd.read_csv(workflow_copy / "results/klom_summary.csv")
+    assert set(table.method) == {"do_nothing", "oracle", "gradient_ascent"} and (table.model == "resnet18").all()
+    assert table.set_index("group").n_points.to_dict() == {"forget": 4, "retain": 64, "val": 68}
+
+    config["data"]["n_train"] = 60  # a tree that does not match the declared sizes is refused by name
+    (workflow_copy / "wrong.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(workflow_copy, "--configfile", "wrong.yaml", "--forcerun", "prepare_dataset", check=False)
+    assert proc.returncode != 0

@@ -5,6 +5,7 @@ Importable without torch: the Snakefile calls it at every parse, including insid
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from collections.abc import Iterator
@@ -76,8 +77,16 @@ def _sort_keys(value) -> None:
             _sort_keys(v)
 
 
-def _check_cross_keys(config: dict, schema: dict) -> None:
+def dataset_spec(config: dict):
+    """The data set's registry entry, with the split sizes the config may override (``data.n_train``,
+    ``data.n_val``: a subset, or a small test tree of an image-folder data set)."""
     spec = DATASETS[config["dataset"]]
+    data = config.get("data") or {}
+    return dataclasses.replace(spec, n_train=data.get("n_train", spec.n_train), n_val=data.get("n_val", spec.n_val))
+
+
+def _check_cross_keys(config: dict, schema: dict) -> None:
+    spec = dataset_spec(config)
     ids = [str(fs["id"]) for fs in config["forget_sets"]]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"config key forget_sets: ids must be unique, got {ids}")

@@ -32,15 +32,19 @@ def torch_setup(threads: int, device_preference: str) -> str:
     return device
 
 
-def prepare_dataset(name: str, out: str, **options) -> None:
-    """The fixed splits of data set ``name`` (options: root, download, verify_checksums, resolution...)."""
-    from .data import get_spec, load_dataset, save_splits
+def prepare_dataset(name: str, out: str, sizes: tuple[int, int], **options) -> None:
+    """The fixed splits of data set ``name`` (options: root, download, verify_checksums, resolution...).
+
+    ``sizes`` are the (train, val) sizes the rest of the DAG assumes (forget sets are drawn from
+    ``range(n_train)`` before any image is read): a different data set on disk is an error.
+    """
+    from .data import load_dataset, save_splits
 
     splits = load_dataset(name, **options)
-    spec = get_spec(name)
-    if (splits.n_train, splits.n_val) != (spec.n_train, spec.n_val):
-        log.warning("%s has %d/%d train/val points, the registry says %d/%d: forget sets and scoring use the "
-                    "registry sizes", name, splits.n_train, splits.n_val, spec.n_train, spec.n_val)
+    if (splits.n_train, splits.n_val) != tuple(sizes):
+        raise ValueError(
+            f"{name} under {options.get('root')!r} has {splits.n_train} train / {splits.n_val} val points, the "
+            f"workflow expects {sizes[0]} / {sizes[1]}: set data.n_train and data.n_val in the config to match")
     log.info("%s: %d train / %d val points, input shape %s", name, splits.n_train, splits.n_val, splits.x_train.shape[1:])
     save_splits(out, splits)
 

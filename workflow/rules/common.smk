@@ -1,12 +1,11 @@
 # Helpers shared by the rules: config lookups and input functions (getters are named get_*).
 
 from unlearnbench import config as plan
-from unlearnbench.data import get_spec
 from unlearnbench.methods import lookup
 from unlearnbench.seeds import derive_seed
 
 DATASET = config["dataset"]
-DATA = get_spec(DATASET)
+DATA = plan.dataset_spec(config)
 FORGET_SETS = {str(fs["id"]): fs for fs in config["forget_sets"]}
 RUNS = plan.method_runs(config["methods"])
 ULIRA = config["ulira"]

@@ -10,6 +10,8 @@ rule prepare_dataset:
         download=config["data"]["download"],
         verify_checksums=config["data"]["verify_checksums"],
         resolution=config["data"]["resolution"],
+        n_train=DATA.n_train,
+        n_val=DATA.n_val,
     script:
         "../scripts/prepare_dataset.py"
 

@@ -4,6 +4,7 @@ logs.to_file(snakemake.log[0])
 jobs.prepare_dataset(
     snakemake.wildcards.dataset,
     snakemake.output.splits,
+    (snakemake.params.n_train, snakemake.params.n_val),
     root=snakemake.params.root,
     download=snakemake.params.download,
     verify_checksums=snakemake.params.verify_checksums,
