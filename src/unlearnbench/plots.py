@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from .summary_md import (GROUPS, REFERENCE_METHODS, best_runs, ci_columns, forget_set_order, method_order, normalise,
-                         readable, wide)
+                         wide)
 
 MARKERS = "osD^vP*Xph<>"
 GROUP_COLOURS = {"forget": "#d62728", "retain": "#1f77b4", "val": "#2ca02c"}
@@ -281,7 +281,6 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> None:
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
-        readable(tmp)
 
 
 def _load_summary(path: str) -> pd.DataFrame:

@@ -274,13 +274,6 @@ def table_html(name: str, table: pd.DataFrame) -> str:
     return html_page(name, [("", table)])
 
 
-def readable(tmp: str | os.PathLike) -> None:
-    """Give a temp file from :func:`storage.atomic_path` (mode 0600, from mkstemp) the usual umask mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-
-
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     from .storage import atomic_path
@@ -288,7 +281,6 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
-        readable(tmp)
 
 
 def write_tables(
@@ -314,3 +306,11 @@ def write_table_html(name: str, table_csv: str, out_html: str) -> None:
     from .storage import load_table
 
     write_text(out_html, table_html(name, load_table(table_csv)))
+
+
+def console_summary(summary_csv: str | os.PathLike) -> str:
+    """The short table printed when a run succeeds: the same best runs as ``results/summary.md``."""
+    best = best_runs(normalise(pd.read_csv(summary_csv)))
+    table = best.set_index(["forget_set", "method"])[["forget_p95", "retain_p95", "val_p95", "relative_cost"]]
+    return (f"KLOM P95 of each method's best grid point and snapshot (lowest forget P95; lower is better)."
+            f" Full table: {summary_csv}\n\n{table.round(3).to_string()}")

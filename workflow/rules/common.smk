@@ -200,21 +200,10 @@ def get_summary_keys(wildcards):
 
 
 def print_summary(path):
-    """The short table shown when a run succeeds: forget/retain/val P95 per method and forget set."""
-    import pandas as pd
+    """The short table shown when a run succeeds (the best runs of results/summary.md)."""
+    from unlearnbench.summary_md import console_summary
 
-    table = pd.read_csv(path)
-    last = table[
-        table["epoch"]
-        == table.groupby(["forget_set", "method", "run"])["epoch"].transform("max")
-    ]
-    best = last.pivot_table(
-        index=["forget_set", "method"], columns="group", values="p95", aggfunc="min"
-    )
-    print(
-        f"\nKLOM P95 (best grid point, last snapshot; lower is better). Full table: {path}\n"
-    )
-    print(best[["forget", "retain", "val"]].round(3).to_string())
+    print("\n" + console_summary(path))
 
 
 # U-LiRA -----------------------------------------------------------------------------------------
