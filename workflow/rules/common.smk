@@ -203,7 +203,8 @@ def print_summary(path):
     """The short table shown when a run succeeds (the best runs of results/summary.md)."""
     from unlearnbench.summary_md import console_summary
 
-    print("\n" + console_summary(path))
+    print()
+    print(console_summary(path))
 
 
 # U-LiRA -----------------------------------------------------------------------------------------
