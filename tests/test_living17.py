@@ -108,16 +108,23 @@ def test_breeds_recipe_on_a_small_hierarchy(tmp_path):
         living17_from_hierarchy(tmp_path / "nowhere")
 
 
-def test_living17_end_to_end_on_a_tiny_tree(tmp_path):
-    """A user-supplied mapping file (17 x 4 made-up folder names), the registry entry and ResNet-18."""
+def write_tiny_living17(root):
+    """A user mapping file (17 super-classes x 4 made-up folder names) and a train/val tree under ``root``:
+    2 images per train folder, 1 per val folder.  Returns the mapping's folder groups."""
     groups = [[f"n{s:02d}{j}" for j in range(4)] for s in range(17)]
-    root = tmp_path / "data"
     root.mkdir()
     (root / "living17_classes.json").write_text(json.dumps(
         {"superclasses": [{"name": f"super{s}", "wnids": g} for s, g in enumerate(groups)]}))
     folders = {w: s for s, g in enumerate(groups) for w in g}
     write_tree(root / "imagenet" / "train", folders, per_folder=2, extra=())
     write_tree(root / "imagenet" / "val", folders, per_folder=1, extra=())
+    return groups
+
+
+def test_living17_end_to_end_on_a_tiny_tree(tmp_path):
+    """A user-supplied mapping file (17 x 4 made-up folder names), the registry entry and ResNet-18."""
+    root = tmp_path / "data"
+    groups = write_tiny_living17(root)
     assert living17_from_file(root / "living17_classes.json").wnids == groups
     spec = get_spec("living17")
     assert (spec.n_train, spec.n_val, spec.num_classes, spec.in_channels) == (44_200, 3_400, 17, 3)
@@ -156,14 +163,8 @@ def test_living17_runs_through_the_dag_on_a_tiny_tree(workflow_copy):
 
     from conftest import snakemake
 
-    groups = [[f"n{s:02d}{j}" for j in range(4)] for s in range(17)]
     root = workflow_copy / "data"
-    root.mkdir()
-    (root / "living17_classes.json").write_text(json.dumps(
-        {"superclasses": [{"name": f"super{s}", "wnids": g} for s, g in enumerate(groups)]}))
-    folders = {w: s for s, g in enumerate(groups) for w in g}
-    write_tree(root / "imagenet" / "train", folders, per_folder=2, extra=())
-    write_tree(root / "imagenet" / "val", folders, per_folder=1, extra=())
+    write_tiny_living17(root)
     config = yaml.safe_load((workflow_copy / "config/living17.yaml").read_text())
     config["data"].update(root="data", resolution=16, n_train=68, n_val=68)
     config["train"].update(epochs=1, batch_size=32)
