@@ -21,10 +21,8 @@ def margins_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 
 
 @torch.no_grad()
-def stack_margins(stack: ModelStack, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 2048) -> np.ndarray:
+def stack_margins(stack: ModelStack, inputs: torch.Tensor, labels: torch.Tensor,
+                  batch_size: int | None = None) -> np.ndarray:
     """Eval-mode margins of every model on every point: float32 ``[M, n_points]``."""
-    out = []
-    for i in range(0, len(inputs), batch_size):
-        logits = stack.forward(inputs[i : i + batch_size], train=False)
-        out.append(margins_from_logits(logits, labels[i : i + batch_size]))
+    out = [margins_from_logits(logits, labels[rows]) for rows, logits in stack.eval_batches(inputs, batch_size)]
     return torch.cat(out, dim=1).cpu().numpy().astype(np.float32)
