@@ -4,6 +4,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 
 from unlearnbench.data import get_spec, load_dataset
 
@@ -57,3 +58,16 @@ def test_cifar10_checksums_are_verified_by_default(tmp_path):
     write_cifar10_folder(tmp_path)
     with pytest.raises(RuntimeError, match="not found"):
         load_dataset("cifar10", root=str(tmp_path))
+
+
+def test_images_stay_in_their_stored_dtype_and_normalise_per_batch():
+    splits = load_dataset("digits")
+    images, full = splits.images(), splits.inputs()
+    assert images.raw.dtype == torch.uint8 and full.dtype == torch.float32
+    assert len(images) == len(full) and images.shape == full.shape
+    idx = torch.tensor([[0, 5, 1796], [3, 3, 2]])  # per-model batches, as the training loop indexes
+    assert torch.equal(images[idx], full[idx]) and images[idx].shape == (2, 3, 1, 8, 8)
+    assert torch.equal(images[10:20], full[10:20])
+    assert torch.equal(images[np.array([7, 1])], full[[7, 1]])
+    raw = torch.from_numpy(np.concatenate([splits.x_train, splits.x_val]))
+    np.testing.assert_allclose(full.numpy(), (raw.numpy() / 16 - 0.5) / 0.5, rtol=1e-6)  # digits: 0..16

@@ -97,7 +97,7 @@ def train_shard(
         stack.extras["train_mask"] = masks
         points = np.stack([np.flatnonzero(row) for row in masks])  # [M, n_train // 2]
     start = time.perf_counter()
-    train_stack(stack, data.inputs(dev), torch.from_numpy(data.labels()).to(dev), points, seeds,
+    train_stack(stack, data.images(dev), torch.from_numpy(data.labels()).to(dev), points, seeds,
                 Recipe.from_config(recipe), models_per_batch, amp=dev.startswith("cuda"))
     log.info("trained %d models on %d points in %.1f s", stack.n_models, points.shape[-1], time.perf_counter() - start)
     stack.save(out, {"train_points": points.shape[-1]})
@@ -119,7 +119,7 @@ def compute_margins(weights: str, splits: str, out: str, threads: int = 1, devic
     dev = torch_setup(threads, device)
     data = load_splits(splits)
     stack = ModelStack.load(weights, dev)
-    inputs, labels = data.inputs(dev), torch.from_numpy(data.labels()).to(dev)
+    inputs, labels = data.images(dev), torch.from_numpy(data.labels()).to(dev)
     extra = {}
     if keep_logits:
         logits = stack.logits(inputs)

@@ -111,7 +111,7 @@ def ulira_unlearn(
     rows = pool.model_index
     masks = pool.extras["train_mask"].astype(bool)
     req = load_arrays(requests, ("requests",))["requests"][rows]  # [m, K, s]
-    inputs, labels = data.inputs(dev), torch.from_numpy(data.labels()).to(dev)
+    inputs, labels = data.images(dev), torch.from_numpy(data.labels()).to(dev)
     margins, forgotten, samples, diverged = [], [], [], []
     for k in range(req.shape[1]):
         forget = req[:, k]

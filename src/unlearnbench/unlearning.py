@@ -40,7 +40,7 @@ def unlearn_stack(
     Returns arrays ``margins [S, M, P]``, ``epochs [S]``, ``samples [S, M]`` (samples through
     forward+backward up to the snapshot), ``diverged [S, M]`` and ``model_index [M]``.
     """
-    inputs = splits.inputs(device)
+    inputs = splits.images(device)
     labels = torch.from_numpy(splits.labels()).to(device)
     ctx = UnlearningContext(
         inputs=inputs,

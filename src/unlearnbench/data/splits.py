@@ -42,14 +42,49 @@ class Splits:
         """Labels of every point in margin order: all train points, then all validation points."""
         return np.concatenate([self.y_train, self.y_val])
 
-    def inputs(self, device="cpu"):
-        """Normalised float32 tensor of every point in margin order (train then validation)."""
+    def images(self, device="cpu") -> NormalisedImages:
+        """Every point in margin order (train then validation), kept in the stored dtype on ``device`` and
+        normalised per indexed batch: what training, unlearning and margins read."""
         import torch
 
-        x = torch.from_numpy(np.concatenate([self.x_train, self.x_val])).to(device)
-        mean = torch.as_tensor(self.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        std = torch.as_tensor(self.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        return (x.float() * self.scale - mean) / std
+        raw = torch.from_numpy(np.concatenate([self.x_train, self.x_val])).to(device)
+        return NormalisedImages(raw, self.scale, self.mean, self.std)
+
+    def inputs(self, device="cpu"):
+        """Normalised float32 tensor of every point in margin order (train then validation)."""
+        return self.images(device)[:]
+
+
+class NormalisedImages:
+    """Raw images ``[n, C, H, W]`` whose indexing returns ``(x * scale - mean) / std`` as float32.
+
+    Normalising per batch keeps uint8 images 4x smaller on the device than a normalised float32 copy:
+    3.7 GB instead of 14.6 GB for Living-17 at 160 px. Index the leading (point) axis only, with
+    anything torch accepts there (a slice, or an index tensor or array of any shape); the result has
+    the index's shape followed by ``[C, H, W]``.
+    """
+
+    def __init__(self, raw, scale: float, mean, std):
+        import torch
+
+        self.raw = raw
+        self.scale = scale
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=raw.device).view(-1, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32, device=raw.device).view(-1, 1, 1)
+
+    def __getitem__(self, points):
+        return (self.raw[points].float() * self.scale - self.mean) / self.std
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    @property
+    def shape(self):
+        return self.raw.shape
+
+    @property
+    def device(self):
+        return self.raw.device
 
 
 def save_splits(path: str | os.PathLike, splits: Splits) -> None:

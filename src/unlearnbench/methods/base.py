@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.splits import NormalisedImages
 from ..loop import Batch, Optimiser, Phase
 from ..stack import ModelStack
 
@@ -28,7 +29,7 @@ class UnlearningContext:
     every model in a KLOM run, a different request per model in a U-LiRA run.
     """
 
-    inputs: torch.Tensor  # every point, train then val, normalised
+    inputs: NormalisedImages  # every point, train then val; indexing returns normalised float32
     labels: torch.Tensor
     forget: np.ndarray  # [M, n_forget] train indices to forget (a 1-D array is shared by all models)
     retain: np.ndarray  # [M, n_retain] train indices the model keeps
