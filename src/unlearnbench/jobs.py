@@ -113,20 +113,16 @@ def compute_margins(weights: str, splits: str, out: str, threads: int = 1, devic
     import torch
 
     from .data import load_splits
-    from .margins import margins_from_logits, stack_margins
+    from .margins import margins_from_logits
     from .stack import ModelStack
 
     dev = torch_setup(threads, device)
     data = load_splits(splits)
     stack = ModelStack.load(weights, dev)
     inputs, labels = data.images(dev), torch.from_numpy(data.labels()).to(dev)
-    extra = {}
-    if keep_logits:
-        logits = stack.logits(inputs)
-        margins = margins_from_logits(logits, labels).cpu().numpy()
-        extra["logits"] = logits.cpu().numpy()
-    else:
-        margins = stack_margins(stack, inputs, labels)
+    logits = stack.logits(inputs)  # [M, P, C]: small next to the images
+    margins = margins_from_logits(logits, labels).cpu().numpy()
+    extra = {"logits": logits.cpu().numpy()} if keep_logits else {}
     n = data.n_train
     log.info("train accuracy %.4f, val accuracy %.4f (mean over %d models)",
              (margins[:, :n] > 0).mean(), (margins[:, n:] > 0).mean(), stack.n_models)
