@@ -221,3 +221,19 @@ def test_the_klom_subcommand_still_works(tmp_path, data):
     assert cli.main(["klom", "--unlearned", str(tmp_path / "u.npy"), "--oracle", str(tmp_path / "o.npy"),
                      "--out", str(tmp_path / "k.npy"), "--bins", "7"]) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "k.npy"), klom(u, o, bins=7))
+
+
+def test_the_readme_example_prints_what_the_readme_says(tmp_path):
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Scoring margins from any framework", 1)[1]
+    code = section.split("```python\n# make_margins.py\n", 1)[1].split("```", 1)[0]
+    shown = section.split("```text\n$ ", 1)[1].split("```", 1)[0]
+    command, printed = shown.split("\n", 2)[:2], shown.split("\n", 2)[2]
+    command = (command[0].rstrip("\\") + command[1]).split()
+    assert command[0] == "unlearnbench"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, env=env)
+    proc = subprocess.run([sys.executable, "-m", "unlearnbench", *command[1:]], cwd=tmp_path, capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == printed

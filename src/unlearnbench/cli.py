@@ -173,7 +173,8 @@ def score_table(scored, n_unlearned: int, n_oracle: int, direction: str, with_co
     eps = {k: v for k, v in (scored.epsilon or {}).items() if k != "n_forget"}
     rows = []
     for row in scored.rows:
-        full = {**row, "n_models_unlearned": n_unlearned, "n_models_oracle": n_oracle, "direction": direction}
+        full = {"p95_low": float("nan"), "p95_high": float("nan"), **row, "n_models_unlearned": n_unlearned,
+                "n_models_oracle": n_oracle, "direction": direction}
         full |= eps if row["group"] == "forget" else dict.fromkeys(eps, float("nan"))
         for who, column in (("unlearned", "accuracy"), ("oracle", "oracle_accuracy")):
             if who not in with_correct:

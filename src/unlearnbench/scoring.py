@@ -104,8 +104,9 @@ def score_margins(
     (0: none; ``seed`` seeds them); ``epsilon``: ``{"delta", "cap"}`` of the challenge ε, or None to skip it;
     ``correct_*``: bool ``[M, P]`` argmax correctness, or None when unknown.
 
-    Each row: ``group, n_points``, ``p<q>`` for every percentile, ``mean, std, p95_low, p95_high, accuracy,
-    oracle_accuracy`` (NaN where not computed). A group without points (no validation points) has no row.
+    Each row: ``group, n_points``, ``p<q>`` for every percentile, ``mean, std``, with ``bootstrap`` also
+    ``p95_low, p95_high`` (NaN for a run with non-finite margins), then ``accuracy, oracle_accuracy`` (NaN when
+    unknown). A group without points (no validation points) has no row.
     """
     u, o = np.asarray(unlearned), np.asarray(oracle)
     if u.ndim != 2 or o.ndim != 2 or u.shape[1] != o.shape[1]:
@@ -133,7 +134,9 @@ def score_margins(
         mask = masks[group]
         if not mask.any():
             continue
-        row = {"group": group, **group_stats(scores[mask], percentiles), "p95_low": math.nan, "p95_high": math.nan}
+        row = {"group": group, **group_stats(scores[mask], percentiles)}
+        if bootstrap:
+            row["p95_low"] = row["p95_high"] = math.nan
         if bootstrap and finite:
             low, high = klom_percentile_ci(u, o, mask, 95, bootstrap, alpha, seed=seed, bias_correct=True,
                                            **klom.kwargs())
