@@ -75,7 +75,7 @@ def _cmd_klom(args: argparse.Namespace) -> int:
 
 
 MARGIN_INPUT = ".npy, .npz, .pt, or a folder of per-model files"
-TABLE_SUFFIXES = (".csv", ".json", ".parquet")
+TABLE_SUFFIXES = (".csv", ".json", ".parquet")  # what score_table.write_table writes
 
 
 def _add_score_args(p: argparse.ArgumentParser) -> None:
@@ -106,9 +106,10 @@ def _add_score_args(p: argparse.ArgumentParser) -> None:
 def _cmd_score(args: argparse.Namespace) -> int:
     """KLOM per group, bootstrap interval, accuracy and the challenge ε of margins from any framework."""
     from unlearnbench.margin_files import InputError, load_correct, load_forget, load_margins
+    from unlearnbench.score_table import SHOWN_COLUMNS, format_value, render_table, score_table, write_table
     from unlearnbench.scoring import KlomOptions, score_margins
 
-    if args.out is not None and args.out.suffix not in TABLE_SUFFIXES:
+    if args.out is not None and args.out.suffix not in TABLE_SUFFIXES:  # before any work
         raise CliError(f"--out {args.out}: unknown suffix (expected {', '.join(TABLE_SUFFIXES)})")
     if args.bootstrap < 0:
         raise CliError(f"--bootstrap {args.bootstrap}: must be 0 or more")
@@ -148,7 +149,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     print(render_table(rows, [c for c in SHOWN_COLUMNS if c in rows[0]]))
     if scored.epsilon is not None:
         e = scored.epsilon
-        final = _cell(e["final_score"]) if correct.keys() == {"unlearned", "oracle"} else \
+        final = format_value(e["final_score"]) if correct.keys() == {"unlearned", "oracle"} else \
             "n/a (needs --correct-unlearned and --correct-oracle)"
         print(f"epsilon (NeurIPS'23 challenge, delta {args.epsilon_delta:g}) of the forget points: mean "
               f"{e['epsilon_mean']:.3f}, max {e['epsilon_max']:.3f}; forget score {e['forget_score']:.4f}, "
@@ -160,63 +161,6 @@ def _cmd_score(args: argparse.Namespace) -> int:
             raise CliError(f"--out {args.out}: cannot write ({exc})") from None
         print(f"wrote {args.out}")
     return 0
-
-
-SCORE_COLUMNS = ("group", "n_points", "n_models_unlearned", "n_models_oracle", "p95", "p95_low", "p95_high", "p99",
-                 "mean", "std", "accuracy", "oracle_accuracy", "epsilon_mean", "epsilon_max", "forget_score",
-                 "final_score", "direction")
-
-
-def score_table(scored, n_unlearned: int, n_oracle: int, direction: str, with_correct: set[str]) -> list[dict]:
-    """One row per group in :data:`SCORE_COLUMNS` order. The ε columns describe the forget points: they are on
-    the forget row (NaN on the others); accuracy columns are there only for the correctness flags given."""
-    eps = {k: v for k, v in (scored.epsilon or {}).items() if k != "n_forget"}
-    rows = []
-    for row in scored.rows:
-        full = {"p95_low": float("nan"), "p95_high": float("nan"), **row, "n_models_unlearned": n_unlearned,
-                "n_models_oracle": n_oracle, "direction": direction}
-        full |= eps if row["group"] == "forget" else dict.fromkeys(eps, float("nan"))
-        for who, column in (("unlearned", "accuracy"), ("oracle", "oracle_accuracy")):
-            if who not in with_correct:
-                del full[column]
-        rows.append({c: full[c] for c in SCORE_COLUMNS if c in full})
-    return rows
-
-
-SHOWN_COLUMNS = ("group", "n_points", "p95", "p95_low", "p95_high", "p99", "mean", "accuracy", "oracle_accuracy")
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return "-" if value != value else f"{value:.4f}"  # NaN: not computed
-    return str(value)
-
-
-def render_table(rows: list[dict], columns: Sequence[str]) -> str:
-    """``columns`` of ``rows`` as a fixed-width table (text left-aligned, numbers right-aligned); NaN shows as ``-``."""
-    cells = [[_cell(r[c]) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    align = [str.ljust if isinstance(rows[0][c], str) else str.rjust for c in columns]
-    lines = ["  ".join(a(c, w) for a, c, w in zip(align, columns, widths))]
-    lines += ["  ".join(a(v, w) for a, v, w in zip(align, row, widths)) for row in cells]
-    return "\n".join(lines)
-
-
-def write_table(path: Path, rows: list[dict]) -> None:
-    """The table as CSV, JSON (a list of records, NaN as null) or Parquet, by suffix, written atomically."""
-    import json
-    import math
-
-    from unlearnbench.storage import atomic_path, save_table
-
-    if path.suffix == ".json":
-        records = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in rows]
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(records, indent=2) + "\n")
-        return
-    import pandas as pd
-
-    save_table(path, pd.DataFrame(rows))
 
 
 # name -> (declare its arguments, run it and return the exit code, one-line help)
