@@ -62,16 +62,18 @@ def unlearn_stack(
         ctx.targets[name] = torch.as_tensor(value, device=device)
     if matching_oracles is not None:
         # held-out oracles: disjoint from the oracles KLOM is scored against; only the targeted ones are evaluated
-        rows = matching_rows(base.model_index, matching_oracles.model_index)
-        needed, slot = np.unique(rows, return_inverse=True)
+        matched = matching_rows(base.model_index, matching_oracles.model_index)
+        needed, slot = np.unique(matched, return_inverse=True)
         logits = matching_oracles.select(needed).logits(inputs)
         ctx.targets["oracle_logits"] = logits[torch.as_tensor(slot, device=logits.device)]
         log.info("oracle matching targets (base model -> held-out oracle): %s",
-                 ", ".join(f"{b}->{o}" for b, o in zip(base.model_index, matching_oracles.model_index[rows])))
+                 ", ".join(f"{b}->{o}" for b, o in zip(base.model_index, matching_oracles.model_index[matched])))
     plan = build(ctx, **hyperparameters)
     snapshots = sorted(set(int(e) for e in snapshot_epochs))
+    if snapshots[0] < 1:
+        raise ValueError(f"snapshot epochs of a finetune method start at 1, got {snapshots}")
     n_points = len(labels)
-    margins = np.empty((len(snapshots), base.n_models, n_points), dtype=np.float32)
+    margins = np.full((len(snapshots), base.n_models, n_points), np.nan, dtype=np.float32)
     correct = np.zeros((len(snapshots), base.n_models, n_points), dtype=bool)
 
     def snapshot(epoch: int, part: ModelStack, rows: np.ndarray) -> None:
