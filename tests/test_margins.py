@@ -38,3 +38,45 @@ def test_stack_margins_do_not_depend_on_the_chunk_size():
     np.testing.assert_allclose(stack_margins(small, x, y), one_chunk, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(stack_margins(small, x, y, batch_size=7), one_chunk, rtol=1e-6, atol=1e-6)
     assert stack_margins(small, x, y, batch_size=7).shape == (2, 300)
+
+
+def test_argmax_correctness_is_not_the_margin_proxy_on_ten_classes():
+    from unlearnbench.margins import argmax_correct
+
+    torch.manual_seed(1)
+    labels = torch.randint(0, 10, (4000,))
+    logits = torch.randn(3, 4000, 10)
+    logits[:, torch.arange(4000), labels] += 1.6  # the true class usually wins, rarely with p > 1/2
+    correct = argmax_correct(logits, labels)
+    assert torch.equal(correct, logits.argmax(-1) == labels) and correct.dtype == torch.bool
+    accuracy = correct.float().mean().item()
+    proxy = (margins_from_logits(logits, labels) > 0).float().mean().item()
+    assert accuracy - proxy > 0.2, (accuracy, proxy)
+
+
+def test_compute_margins_stores_argmax_correctness_and_logs_argmax_accuracy(tmp_path, caplog):
+    import logging
+
+    from unlearnbench import jobs
+    from unlearnbench.data import load_dataset, save_splits
+    from unlearnbench.stack import ModelStack
+    from unlearnbench.storage import load_arrays
+    from unlearnbench.training import Recipe, train_stack
+
+    splits = load_dataset("digits")
+    save_splits(tmp_path / "splits.npz", splits)
+    x, y = splits.inputs(), torch.from_numpy(splits.labels())
+    stack = ModelStack.initialise("digits_cnn", 10, 1, [1, 2], [5, 6])
+    train_stack(stack, x, y, np.arange(60), [1, 2], Recipe(epochs=2, batch_size=32, lr=0.05, peak_epoch=1))
+    stack.save(tmp_path / "weights.safetensors")
+    with caplog.at_level(logging.INFO, logger="unlearnbench.jobs"):
+        jobs.compute_margins(str(tmp_path / "weights.safetensors"), str(tmp_path / "splits.npz"),
+                             str(tmp_path / "margins.npz"))
+    stored = load_arrays(tmp_path / "margins.npz")
+    expected = (stack.logits(x).argmax(-1) == y).numpy()
+    assert stored["correct"].dtype == bool
+    np.testing.assert_array_equal(stored["correct"], expected)
+    assert (stored["correct"] != (stored["margins"] > 0)).any()  # argmax, not the margin > 0 proxy
+    n = splits.n_train
+    line = f"argmax accuracy: train {expected[:, :n].mean():.4f}, val {expected[:, n:].mean():.4f}"
+    assert any(line in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]

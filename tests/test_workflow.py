@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 
 import numpy as np
@@ -44,7 +45,7 @@ def test_summary_has_every_forget_set_method_and_group(tiny_run):
     table = pd.read_csv(tiny_run / "results/klom_summary.csv")
     config = tiny_config(tiny_run)
     required = ["dataset", "model", "forget_set", "method", "run", "epoch", "group", "n_points", "n_models",
-                "p95", "p99", "mean", "std", "relative_cost", "diverged", "direction"]
+                "p95", "p99", "mean", "std", "relative_cost", "diverged", "direction", "accuracy", "oracle_accuracy"]
     assert set(required) <= set(table.columns)
     seen = set(zip(table.forget_set.astype(str), table.method, table.group))
     for fs in config["forget_sets"]:
@@ -72,6 +73,22 @@ def test_do_nothing_is_far_from_the_oracle_draw_on_forget_points(tiny_run):
     for fs in table.forget_set.unique():
         assert mean[(fs, "do_nothing", "forget")] > 1.3 * mean[(fs, "oracle", "forget")]
         assert mean[(fs, "do_nothing", "forget")] > 1.3 * mean[(fs, "do_nothing", "val")]
+
+
+def test_every_row_has_argmax_accuracies_and_score_logs_say_what_they_scored(tiny_run):
+    table = pd.read_csv(tiny_run / "results/klom_summary.csv")
+    assert table.accuracy.between(0, 1).all() and table.oracle_accuracy.between(0, 1).all()
+    # one set of scored oracles per forget set: the same oracle accuracy whatever the method
+    assert table.groupby([table.forget_set.astype(str), "group"]).oracle_accuracy.nunique().eq(1).all()
+    forget = table[(table.method == "do_nothing") & (table.group == "forget")]
+    assert (forget.accuracy >= forget.oracle_accuracy).all()  # base models trained on the forget points
+    assert pd.read_csv(tiny_run / "results/epsilon_summary.csv").final_score.notna().all()
+    run = table[table.method == "gradient_ascent"].run.iloc[0]
+    log = (tiny_run / f"logs/score_klom/digits/gradient_ascent/{run}/forget_set~1.log").read_text()
+    assert (f"scoring method gradient_ascent, run {run}, forget set 1: 10 unlearned models (1 shard(s)) x 2 "
+            "snapshot(s) vs 10 oracles (1 shard(s)), 1797 points (300 train, 1497 val)") in log
+    snapshot = r"epoch \d+: forget P95 [\d.]+ acc [\d.]+ \(oracle [\d.]+\) \| retain P95 .* \| val P95 .*final score"
+    assert len(re.findall(snapshot, log)) == 2, log
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
@@ -116,13 +133,15 @@ def test_a_user_plugin_and_a_diverging_run_go_through_the_dag(workflow_copy):
         "gradient_ascent": {"lr": [1.0e8], "epochs": [1, 2]},  # diverges
     }
     name = write_config(workflow_copy, config)
-    snakemake(workflow_copy, "--configfile", name, env={"PYTHONPATH": str(workflow_copy)})
+    path = os.pathsep.join(filter(None, [str(workflow_copy), os.environ.get("PYTHONPATH")]))  # keep the library's
+    snakemake(workflow_copy, "--configfile", name, env={"PYTHONPATH": path})
     table = pd.read_csv(workflow_copy / "results/klom_summary.csv")
     plugin_runs = table[table.method == "capped_ascent"]
     assert set(plugin_runs.run) == {"cap~3.0_lr~0.01", "cap~3.0_lr~0.05"}
     assert set(plugin_runs.epoch) == {1, 3} and (plugin_runs.relative_cost > 0).all()
     diverged = table[(table.method == "gradient_ascent") & (table.epoch == 2)]
     assert (diverged.diverged == 4).all()
+    assert (diverged.accuracy == 0).all()  # a diverged model classifies nothing
     saturation = math.log(1 / config["klom"].get("eps", 1e-5))
     assert diverged.p95.tolist() == pytest.approx([saturation] * 3)
 

@@ -25,10 +25,15 @@ class CliError(Exception):
 
 
 def _add_klom_args(p: argparse.ArgumentParser) -> None:
-    from_spec = "(default: %(default)s, as in the published benchmark)"
     p.add_argument("--unlearned", required=True, type=Path, help="[n_models, n_points] margins of unlearned models")
     p.add_argument("--oracle", required=True, type=Path, help="[n_models, n_points] margins of oracle models")
     p.add_argument("--out", required=True, type=Path, help="output .npy: per-point KLOM, float64 [n_points]")
+    _add_estimator_args(p)
+
+
+def _add_estimator_args(p: argparse.ArgumentParser) -> None:
+    """The KLOM estimator's options, shared by ``klom`` and ``score``."""
+    from_spec = "(default: %(default)s, as in the published benchmark)"
     p.add_argument(
         "--direction",
         choices=("unlearned-oracle", "oracle-unlearned"),  # = klom.DIRECTIONS, kept literal: no numpy import here
@@ -69,10 +74,101 @@ def _cmd_klom(args: argparse.Namespace) -> int:
     return 0
 
 
+MARGIN_INPUT = ".npy, .npz, .pt, or a folder of per-model files"
+TABLE_SUFFIXES = (".csv", ".json", ".parquet")  # what score_table.write_table writes
+
+
+def _add_score_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--unlearned", required=True, type=Path,
+                   help=f"margins of unlearned models, [models, points], train points then val ({MARGIN_INPUT})")
+    p.add_argument("--oracle", required=True, type=Path,
+                   help=f"margins of oracle (retrained) models, [models, points] ({MARGIN_INPUT})")
+    p.add_argument("--forget", required=True, type=Path, help="forget-set train indices (integer array, e.g. .npy)")
+    p.add_argument("--n-train", required=True, type=int, metavar="N",
+                   help="train points: the first N columns of the margins; the rest are validation points")
+    p.add_argument("--correct-unlearned", type=Path, metavar="CU",
+                   help="argmax correctness of the unlearned models, bool or 0/1 [models, points]: adds accuracy")
+    p.add_argument("--correct-oracle", type=Path, metavar="CO",
+                   help="argmax correctness of the oracle models, bool or 0/1 [models, points]: adds oracle_accuracy")
+    _add_estimator_args(p)
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="bootstrap resamples of model draws for the P95 interval p95_low..p95_high (default: none)")
+    p.add_argument("--alpha", type=float, default=0.05, help="1 - coverage of the interval (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default: %(default)s)")
+    p.add_argument("--epsilon-delta", type=float, default=1e-5, metavar="DELTA",
+                   help="δ of the NeurIPS'23 challenge ε (default: %(default)s)")
+    p.add_argument("--epsilon-cap", type=float, default=50.0, metavar="CAP",
+                   help="cap of the per-point ε (default: %(default)s)")
+    p.add_argument("--no-epsilon", action="store_true", help="skip the challenge ε (its cost grows as models²)")
+    p.add_argument("--out", type=Path, metavar="TABLE", help="also write the table: .csv, .json or .parquet")
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    """KLOM per group, bootstrap interval, accuracy and the challenge ε of margins from any framework."""
+    from unlearnbench.margin_files import InputError, load_correct, load_forget, load_margins
+    from unlearnbench.score_table import SHOWN_COLUMNS, format_value, render_table, score_table, write_table
+    from unlearnbench.scoring import KlomOptions, score_margins
+
+    if args.out is not None and args.out.suffix not in TABLE_SUFFIXES:  # before any work
+        raise CliError(f"--out {args.out}: unknown suffix (expected {', '.join(TABLE_SUFFIXES)})")
+    if args.bootstrap < 0:
+        raise CliError(f"--bootstrap {args.bootstrap}: must be 0 or more")
+    try:
+        unlearned, oracle = load_margins(args.unlearned), load_margins(args.oracle)
+        if unlearned.shape[1] != oracle.shape[1]:
+            raise CliError(f"point counts differ: --unlearned has {unlearned.shape[1]} points, "
+                           f"--oracle has {oracle.shape[1]}")
+        if not 0 < args.n_train <= unlearned.shape[1]:
+            raise CliError(f"--n-train {args.n_train}: must be in [1, {unlearned.shape[1]}], the margins' points")
+        forget = load_forget(args.forget, args.n_train)
+        correct = {}
+        for who, margins in (("unlearned", unlearned), ("oracle", oracle)):
+            path = getattr(args, f"correct_{who}")
+            if path is not None:
+                correct[who] = load_correct(path)
+                if correct[who].shape != margins.shape:
+                    raise CliError(f"--correct-{who} {path}: shape {correct[who].shape} differs from the "
+                                   f"--{who} margins' {margins.shape}")
+    except InputError as exc:
+        raise CliError(str(exc)) from None
+    if not args.no_epsilon and len(unlearned) < 2:
+        raise CliError(f"--unlearned {args.unlearned}: the ε forget score needs at least 2 models (or --no-epsilon)")
+    options = KlomOptions(bins=args.bins, eps=args.eps, clip=tuple(args.clip), direction=args.direction,
+                          inclusive_last_bin=args.inclusive_last_bin)
+    epsilon = None if args.no_epsilon else {"delta": args.epsilon_delta, "cap": args.epsilon_cap}
+    try:
+        scored = score_margins(unlearned, oracle, forget, args.n_train, klom=options, bootstrap=args.bootstrap,
+                               alpha=args.alpha, seed=args.seed, epsilon=epsilon,
+                               correct_unlearned=correct.get("unlearned"), correct_oracle=correct.get("oracle"))
+    except (ValueError, TypeError) as exc:
+        raise CliError(str(exc)) from exc
+    rows = score_table(scored, len(unlearned), len(oracle), options.direction, set(correct))
+    print(f"KLOM({options.direction.replace('-', ' || ')}), {options.bins} bins: {len(unlearned)} unlearned vs "
+          f"{len(oracle)} oracle models, {unlearned.shape[1]} points ({args.n_train} train, "
+          f"{unlearned.shape[1] - args.n_train} val), forget set of {len(forget)} points")
+    print(render_table(rows, [c for c in SHOWN_COLUMNS if c in rows[0]]))
+    if scored.epsilon is not None:
+        e = scored.epsilon
+        final = format_value(e["final_score"]) if correct.keys() == {"unlearned", "oracle"} else \
+            "n/a (needs --correct-unlearned and --correct-oracle)"
+        print(f"epsilon (NeurIPS'23 challenge, delta {args.epsilon_delta:g}) of the forget points: mean "
+              f"{e['epsilon_mean']:.3f}, max {e['epsilon_max']:.3f}; forget score {e['forget_score']:.4f}, "
+              f"final score {final}")
+    if args.out is not None:
+        try:
+            write_table(args.out, rows)
+        except OSError as exc:
+            raise CliError(f"--out {args.out}: cannot write ({exc})") from None
+        print(f"wrote {args.out}")
+    return 0
+
+
 # name -> (declare its arguments, run it and return the exit code, one-line help)
 Subcommand = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]
 SUBCOMMANDS: dict[str, Subcommand] = {
     "klom": (_add_klom_args, _cmd_klom, "per-point KLOM of unlearned vs oracle margins"),
+    "score": (_add_score_args, _cmd_score, "KLOM, accuracy and ε per group (forget, retain, val) of margins from any "
+              "framework"),
 }
 
 

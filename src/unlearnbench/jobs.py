@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from .storage import load_arrays, load_npy, save_arrays, save_npy, save_table
+from .storage import ArtefactError, load_arrays, load_npy, save_arrays, save_npy, save_table
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,8 @@ def train_shard(
 
 def compute_margins(weights: str, splits: str, out: str, threads: int = 1, device: str = "auto",
                     keep_logits: bool = False) -> None:
-    """Margins of every model of a shard on every train point, then every validation point (float32).
+    """Margins of every model of a shard on every train point, then every validation point (float32), and
+    whether each model's argmax is right on each point (``correct``, bool ``[M, P]``).
 
     Arrays stored with the weights (pool models' ``train_mask``) are carried over; ``keep_logits`` also
     stores the logits ``[M, P, C]`` (datamodel matching regresses logits).
@@ -113,7 +114,7 @@ def compute_margins(weights: str, splits: str, out: str, threads: int = 1, devic
     import torch
 
     from .data import load_splits
-    from .margins import margins_from_logits
+    from .margins import argmax_correct, margins_from_logits
     from .stack import ModelStack
 
     dev = torch_setup(threads, device)
@@ -122,11 +123,12 @@ def compute_margins(weights: str, splits: str, out: str, threads: int = 1, devic
     inputs, labels = data.images(dev), torch.from_numpy(data.labels()).to(dev)
     logits = stack.logits(inputs)  # [M, P, C]: small next to the images
     margins = margins_from_logits(logits, labels).cpu().numpy()
+    correct = argmax_correct(logits, labels).cpu().numpy()
     extra = {"logits": logits.cpu().numpy()} if keep_logits else {}
     n = data.n_train
-    log.info("train accuracy %.4f, val accuracy %.4f (mean over %d models)",
-             (margins[:, :n] > 0).mean(), (margins[:, n:] > 0).mean(), stack.n_models)
-    save_arrays(out, margins=margins, model_index=stack.model_index, **stack.extras, **extra)
+    log.info("argmax accuracy: train %.4f, val %.4f (mean over %d models)",
+             correct[:, :n].mean(), correct[:, n:].mean(), stack.n_models)
+    save_arrays(out, margins=margins, correct=correct, model_index=stack.model_index, **stack.extras, **extra)
 
 
 def unlearn_shard(
@@ -186,77 +188,85 @@ def score_klom(
     out_epsilon: str,
     bootstrap: dict | None = None,
     epsilon: dict | None = None,
+    label: str = "",
 ) -> None:
     """Per-point KLOM of unlearned vs scored oracles at each snapshot, per-group statistics with
-    bootstrap intervals over model draws, and the NeurIPS'23 challenge ε of the forget points.
+    bootstrap intervals over model draws and argmax accuracies, and the NeurIPS'23 challenge ε of the
+    forget points (all from :func:`unlearnbench.scoring.score_margins`).
 
     ``cost_unit`` is the samples of one base-model training run (train size x epochs): relative cost =
-    samples processed by forward+backward passes / ``cost_unit``.
+    samples processed by forward+backward passes / ``cost_unit``. ``label`` names the run in the log.
     """
     import pandas as pd
 
-    from .metrics import epsilon as eps_metric
-    from .metrics.bootstrap import klom_percentile_ci
-    from .metrics.groups import group_masks, group_stats
-    from .metrics.klom import klom as klom_fn
-    from .metrics.klom import saturation
+    from .scoring import EPSILON_COLUMNS, KlomOptions, score_margins
 
-    bootstrap = bootstrap or {"n_resamples": 0}
+    bootstrap = bootstrap or {"n_resamples": 0, "alpha": 0.05}
     parts = [load_arrays(p, UNLEARNED_REQUIRED) for p in unlearned]
     margins = np.concatenate([p["margins"] for p in parts], axis=1)  # [S, M, P]
     samples = np.concatenate([p["samples"] for p in parts], axis=1)
     diverged = np.concatenate([p["diverged"] for p in parts], axis=1)
+    correct = _stored_correctness(parts, unlearned, axis=1)
     epochs = parts[0]["epochs"]
-    oracle = np.concatenate([load_arrays(p, MARGINS_REQUIRED)["margins"] for p in oracles], axis=0)
+    oracle_parts = [load_arrays(p, MARGINS_REQUIRED) for p in oracles]
+    oracle = np.concatenate([p["margins"] for p in oracle_parts], axis=0)
+    oracle_correct = _stored_correctness(oracle_parts, oracles, axis=0)
     forget = load_npy(forget_set)
-    masks = group_masks(forget, n_train, n_val)
-    options = dict(bins=klom["bins"], eps=klom["eps"], clip=tuple(klom["clip"]), direction=klom["direction"],
-                   inclusive_last_bin=klom["inclusive_last_bin"])
-    scores = np.stack([klom_fn(margins[s], oracle, **options) for s in range(len(epochs))])
-    rows, eps_rows = [], []
+    if margins.shape[-1] != n_train + n_val or oracle.shape[-1] != n_train + n_val:
+        raise ValueError(f"margins cover {margins.shape[-1]} (unlearned) and {oracle.shape[-1]} (oracle) points, "
+                         f"the data set has {n_train} train + {n_val} val")
+    options = KlomOptions.from_config(klom)
+    log.info("scoring %s: %d unlearned models (%d shard(s)) x %d snapshot(s) vs %d oracles (%d shard(s)), "
+             "%d points (%d train, %d val), forget set %s of %d points, KLOM %s",
+             label or "a run", margins.shape[1], len(parts), len(epochs), oracle.shape[0], len(oracle_parts),
+             margins.shape[-1], n_train, n_val, forget_set, len(forget), options.direction)
+    scores, rows, eps_rows = [], [], []
     for s, epoch in enumerate(epochs):
-        for group, mask in masks.items():
-            row = {"epoch": int(epoch), "group": group, **group_stats(scores[s, mask], klom["percentiles"])}
-            if bootstrap["n_resamples"] and not diverged[s].any():
-                # rough indication of model-draw noise, centred on the estimate (see metrics.bootstrap)
-                low, high = klom_percentile_ci(
-                    margins[s], oracle, mask, 95, bootstrap["n_resamples"], bootstrap["alpha"], seed=int(epoch),
-                    bias_correct=True, **options)
-                # re-centring can step outside KLOM's range [0, saturation]
-                row["p95_low"], row["p95_high"] = max(low, 0.0), min(high, saturation(klom["eps"]))
-            rows.append(row | {
-                "n_models": margins.shape[1],
-                "n_oracles": oracle.shape[0],
-                "relative_cost": float(samples[s].mean()) / cost_unit,
-                "diverged": int(diverged[s].sum()),
-                "direction": klom["direction"],
-            })
-        if epsilon is not None:
-            eps_rows.append({"epoch": int(epoch), **_epsilon_scores(margins[s], oracle, forget, masks, epsilon,
-                                                                    eps_metric)})
-    save_arrays(out_scores, klom=scores, epochs=epochs, direction=np.str_(klom["direction"]))
+        scored = score_margins(
+            margins[s], oracle, forget, n_train, klom=options, percentiles=klom["percentiles"],
+            bootstrap=bootstrap["n_resamples"], alpha=bootstrap["alpha"], seed=int(epoch), epsilon=epsilon,
+            correct_unlearned=None if correct is None else correct[s], correct_oracle=oracle_correct)
+        scores.append(scored.klom)
+        run_columns = {"n_models": margins.shape[1], "n_oracles": oracle.shape[0],
+                       "relative_cost": float(samples[s].mean()) / cost_unit, "diverged": int(diverged[s].sum()),
+                       "direction": options.direction}
+        rows += [{"epoch": int(epoch), **row, **run_columns} for row in scored.rows]
+        if scored.epsilon is not None:
+            eps_rows.append({"epoch": int(epoch), **scored.epsilon})
+        log.info("epoch %d: %s", epoch, _snapshot_line(scored, int(diverged[s].sum())))
+    save_arrays(out_scores, klom=np.stack(scores), epochs=epochs, direction=np.str_(options.direction))
     save_table(out_stats, pd.DataFrame(rows))
-    save_table(out_epsilon, pd.DataFrame(eps_rows, columns=["epoch", "n_forget", "epsilon_mean", "epsilon_max",
-                                                            "forget_score", "final_score"]))
+    save_table(out_epsilon, pd.DataFrame(eps_rows, columns=["epoch", *EPSILON_COLUMNS]))
 
 
-def _epsilon_scores(unlearned, oracle, forget, masks, options, eps_metric) -> dict:
-    """The challenge's per-forget-point ε, its bucketed forget score and the final score (accuracy ratios
-    on retain and validation points, unlearned over retrained, from the same margins)."""
-    finite = np.isfinite(unlearned).all(axis=1)
-    eps = eps_metric.epsilon_per_point(unlearned[:, forget], oracle[:, forget], options["delta"], options["cap"])
-    score = eps_metric.forget_score(eps, n_models=len(unlearned))
-    acc = {(who, g): (m[:, masks[g]] > 0).mean(axis=1) for who, m in (("u", unlearned), ("o", oracle))
-           for g in ("retain", "val")}
-    if not finite.all():
-        final = 0.0  # a diverged run scores nothing
-    elif acc["o", "retain"].mean() > 0 and acc["o", "val"].mean() > 0:
-        final = eps_metric.final_score(score, acc["u", "retain"], acc["o", "retain"], acc["u", "val"],
-                                       acc["o", "val"])
-    else:
-        final = float("nan")  # the ratios are undefined when the retrained models are never right
-    return {"n_forget": len(forget), "epsilon_mean": float(eps.mean()), "epsilon_max": float(eps.max()),
-            "forget_score": score, "final_score": final}
+def _stored_correctness(parts: list[dict], paths: list[str], axis: int) -> np.ndarray | None:
+    """The ``correct`` arrays of artefacts, concatenated like their margins; None (accuracy NaN) when any lacks
+    one: margins with no logits behind them (DM-direct's predictions, imported published margins), or an
+    artefact written before correctness was stored (the workflow rebuilds those)."""
+    missing = [path for part, path in zip(parts, paths) if "correct" not in part]
+    if missing:
+        log.info("accuracy unknown (NaN): no argmax correctness stored in %s", ", ".join(missing))
+        return None
+    for part, path in zip(parts, paths):
+        correct, margins = part["correct"], part["margins"]
+        if correct.dtype != bool or correct.shape != margins.shape:
+            raise ArtefactError(path, f"'correct' is {correct.dtype} {correct.shape}, expected bool "
+                                      f"{margins.shape} like the margins")
+    return np.concatenate([p["correct"] for p in parts], axis=axis)
+
+
+def _snapshot_line(scored, n_diverged: int) -> str:
+    """``forget P95 9.12 acc 1.000 (oracle 0.871) | retain ... | val ...; ε forget score ..., final ...``."""
+
+    def number(value: float, digits: int) -> str:
+        return "n/a" if np.isnan(value) else f"{value:.{digits}f}"
+
+    groups = " | ".join(f"{r['group']} P95 {r['p95']:.3f} acc {number(r['accuracy'], 3)} "
+                        f"(oracle {number(r['oracle_accuracy'], 3)})" for r in scored.rows)
+    if scored.epsilon is not None:
+        groups += (f"; ε forget score {scored.epsilon['forget_score']:.3f}, "
+                   f"final score {number(scored.epsilon['final_score'], 3)}")
+    return groups + (f"; {n_diverged} diverged model(s)" if n_diverged else "")
 
 
 def stack_tables(paths: list[str], keys: list[dict], first: list[str], order: list[str]):

@@ -93,13 +93,14 @@ def ulira_unlearn(
     """Every request of every pool model of one shard, unlearned by ``method``.
 
     Output runs are ordered request-major (all models for request 0, then request 1, ...):
-    ``margins [S, R, P]``, ``forgotten`` / ``trained`` ``bool [R, n_train]``.
+    ``margins [S, R, P]``, ``correct bool [S, R, P]`` (argmax correctness), ``forgotten`` / ``trained``
+    ``bool [R, n_train]``. Requests, masks and seeds are keyed by the pool models' global indices.
     """
     import torch
 
     from .data import load_splits
     from .jobs import torch_setup
-    from .margins import stack_margins
+    from .margins import stack_outputs
     from .methods import load_build, lookup
     from .stack import ModelStack
     from .training import Recipe, train_stack
@@ -112,26 +113,32 @@ def ulira_unlearn(
     masks = pool.extras["train_mask"].astype(bool)
     req = load_arrays(requests, ("requests",))["requests"][rows]  # [m, K, s]
     inputs, labels = data.images(dev), torch.from_numpy(data.labels()).to(dev)
-    margins, forgotten, samples, diverged = [], [], [], []
+    margins, correct, forgotten, samples, diverged = [], [], [], [], []
+    stored = load_arrays(pool_margins, ("margins", "correct", "model_index")) if method == "do_nothing" else None
+    if stored is not None and not np.array_equal(stored["model_index"], rows):
+        raise ValueError(f"{pool_margins} holds pool models {stored['model_index'].tolist()}, the weights "
+                         f"{rows.tolist()}: the shards do not belong together")
     for k in range(req.shape[1]):
         forget = req[:, k]
         keep = masks.copy()
         keep[np.arange(len(rows))[:, None], forget] = False
         retain = np.stack([np.flatnonzero(row) for row in keep])
         if method == "do_nothing":
-            result = {"margins": load_arrays(pool_margins, ("margins",))["margins"][None],
+            result = {"margins": stored["margins"][None], "correct": stored["correct"][None],
                       "samples": np.zeros((1, len(rows)), np.int64), "diverged": np.zeros((1, len(rows)), bool)}
         elif method == "oracle":  # a perfect unlearner: retrain on the model's mask minus the request
             oracle_seeds = seeds["oracle"][k]
             stack = ModelStack.initialise(pool.arch, pool.num_classes, pool.in_channels, oracle_seeds, rows, dev)
             train_stack(stack, inputs, labels, retain, oracle_seeds, Recipe.from_config(recipe), models_per_batch)
-            result = {"margins": stack_margins(stack, inputs, labels)[None],
+            oracle_margins, oracle_correct = stack_outputs(stack, inputs, labels)
+            result = {"margins": oracle_margins[None], "correct": oracle_correct[None],
                       "samples": np.zeros((1, len(rows)), np.int64), "diverged": ~stack.finite()[None]}
         else:
             build = load_build(lookup(method, plugins))
             result = unlearn_stack(build, hyperparameters, snapshot_epochs, pool.copy(), data, forget,
                                    seeds["unlearn"][k], None, models_per_batch, dev, retain=retain)
         margins.append(result["margins"])
+        correct.append(result["correct"])
         samples.append(result["samples"])
         diverged.append(result["diverged"])
         hit = np.zeros_like(masks)
@@ -141,6 +148,7 @@ def ulira_unlearn(
     save_arrays(
         out,
         margins=np.concatenate(margins, axis=1).astype(np.float32),
+        correct=np.concatenate(correct, axis=1),
         forgotten=np.concatenate(forgotten),
         trained=np.tile(masks, (req.shape[1], 1)),
         samples=np.concatenate(samples, axis=1),

@@ -1,4 +1,8 @@
-"""Run one unlearning method (one grid point) on one shard of base models; keep margins per snapshot."""
+"""Run one unlearning method (one grid point) on one shard of base models; keep margins per snapshot.
+
+Per-model pairings are keyed by the model's *global* index in its family (``model_index``), never by its row
+inside the shard: a shard of base models 25..49 is paired exactly as those models would be in one big job.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import torch
 from .data import Splits
 from .forget_sets import retain_points
 from .loop import run_loop
-from .margins import stack_margins
+from .margins import stack_outputs
 from .methods.base import UnlearningContext
 from .stack import ModelStack
 
@@ -37,8 +41,12 @@ def unlearn_stack(
     ``retain`` defaults to the train split minus ``forget`` (U-LiRA passes each pool model's own).
     ``targets`` are extra per-point targets for the method, e.g. ``{"forget_effect": [P, C]}``.
 
-    Returns arrays ``margins [S, M, P]``, ``epochs [S]``, ``samples [S, M]`` (samples through
-    forward+backward up to the snapshot), ``diverged [S, M]`` and ``model_index [M]``.
+    With ``matching_oracles`` (held-out oracles), ``targets["oracle_logits"]`` holds each model's matched
+    oracle's logits (see :func:`matching_rows`).
+
+    Returns arrays ``margins [S, M, P]``, ``correct [S, M, P]`` (argmax correctness, bool), ``epochs [S]``,
+    ``samples [S, M]`` (samples through forward+backward up to the snapshot), ``diverged [S, M]`` and
+    ``model_index [M]``.
     """
     inputs = splits.images(device)
     labels = torch.from_numpy(splits.labels()).to(device)
@@ -53,27 +61,38 @@ def unlearn_stack(
     for name, value in (targets or {}).items():
         ctx.targets[name] = torch.as_tensor(value, device=device)
     if matching_oracles is not None:
-        # slot i matches held-out oracle i mod H: disjoint from the oracles KLOM is scored against
-        logits = matching_oracles.logits(inputs)
-        rows = np.arange(base.n_models) % matching_oracles.n_models
-        ctx.targets["oracle_logits"] = logits[torch.as_tensor(rows, device=logits.device)]
+        # held-out oracles: disjoint from the oracles KLOM is scored against; only the targeted ones are evaluated
+        matched = matching_rows(base.model_index, matching_oracles.model_index)
+        needed, slot = np.unique(matched, return_inverse=True)
+        logits = matching_oracles.select(needed).logits(inputs)
+        ctx.targets["oracle_logits"] = logits[torch.as_tensor(slot, device=logits.device)]
+        log.info("oracle matching targets (base model -> held-out oracle): %s",
+                 ", ".join(f"{b}->{o}" for b, o in zip(base.model_index, matching_oracles.model_index[matched])))
     plan = build(ctx, **hyperparameters)
     snapshots = sorted(set(int(e) for e in snapshot_epochs))
+    if snapshots[0] < 1:
+        raise ValueError(f"snapshot epochs of a finetune method start at 1, got {snapshots}")
+    n_points = len(labels)
+    margins = np.full((len(snapshots), base.n_models, n_points), np.nan, dtype=np.float32)
+    correct = np.zeros((len(snapshots), base.n_models, n_points), dtype=bool)
 
-    def snapshot(epoch: int, part: ModelStack, _rows) -> np.ndarray | None:
-        return stack_margins(part, inputs, labels) if epoch in snapshots else None
+    def snapshot(epoch: int, part: ModelStack, rows: np.ndarray) -> None:
+        if epoch in snapshots:
+            s = snapshots.index(epoch)
+            margins[s, rows], correct[s, rows] = stack_outputs(part, inputs, labels)
 
     record = run_loop(base, inputs, labels, seeds, plan.optimiser, max(snapshots), plan.phases, snapshot,
                       models_per_batch)
-    margins = np.stack([record.snapshots[e] for e in snapshots])
     # diverged: non-finite loss, weights or BatchNorm statistics, or margins that overflowed
     diverged = np.stack([record.diverged[e] for e in snapshots]) | ~np.isfinite(margins).all(axis=-1)
     margins[diverged] = np.nan  # a diverged model's margins are meaningless; scoring saturates them
+    correct[diverged] = False  # and it classifies nothing (the argmax of non-finite logits means nothing)
     for e, d in zip(snapshots, diverged):
         if d.any():
             log.warning("epoch %d: %d of %d models diverged (non-finite loss or weights)", e, d.sum(), len(d))
     return {
-        "margins": margins.astype(np.float32),
+        "margins": margins,
+        "correct": correct,
         "epochs": np.asarray(snapshots, dtype=np.int64),
         "samples": np.stack([record.samples[e] for e in snapshots]),
         "diverged": diverged,
@@ -81,14 +100,37 @@ def unlearn_stack(
     }
 
 
+def matching_rows(model_index: np.ndarray, oracle_index: np.ndarray) -> np.ndarray:
+    """Row of the held-out oracle each model is matched to: model ``i`` (its global index) gets the
+    ``(i mod H)``-th of the H held-out oracles, counted in their own index order.
+
+    Keyed by the global index, every held-out oracle is a target exactly once per H consecutive models
+    however the models are sharded (keyed by the row inside a shard, every shard would reuse the first
+    oracles, and duplicated targets correlate the unlearned sample).
+    """
+    order = np.argsort(np.asarray(oracle_index), kind="stable")
+    if len(order) == 0:
+        raise ValueError("oracle matching needs at least one held-out oracle")
+    return order[np.asarray(model_index, dtype=np.int64) % len(order)]
+
+
 def margins_method(build, hyperparameters: dict, inputs: dict) -> dict[str, np.ndarray]:
-    """A ``margins`` method (no training): one snapshot at epoch 0, no cost."""
-    margins, model_index = build(inputs, **hyperparameters)
+    """A ``margins`` method (no training): one snapshot at epoch 0, no cost.
+
+    ``build`` returns ``(margins [M, P], model_index [M], correct [M, P] or None)``: the argmax correctness
+    of the models whose margins these are, or None where no logits stand behind the margins (DM-direct's
+    predicted margins; imported margins). Then no ``correct`` array is stored and accuracy is unknown (NaN).
+    """
+    margins, model_index, correct = build(inputs, **hyperparameters)
     m = len(model_index)
-    return {
-        "margins": np.asarray(margins, dtype=np.float32)[None],
+    margins = np.asarray(margins, dtype=np.float32)
+    out = {
+        "margins": margins[None],
         "epochs": np.zeros(1, dtype=np.int64),
         "samples": np.zeros((1, m), dtype=np.int64),
         "diverged": ~np.isfinite(margins).all(axis=1)[None],
         "model_index": np.asarray(model_index, dtype=np.int64),
     }
+    if correct is not None:
+        out["correct"] = np.asarray(correct, dtype=bool)[None]
+    return out

@@ -1,6 +1,7 @@
 from unlearnbench import jobs, logs
 
 logs.to_file(snakemake.log[0])
+w = snakemake.wildcards
 jobs.score_klom(
     list(snakemake.input.unlearned),
     list(snakemake.input.oracles),
@@ -14,4 +15,5 @@ jobs.score_klom(
     out_epsilon=snakemake.output.epsilon,
     bootstrap=snakemake.params.bootstrap,
     epsilon=snakemake.params.epsilon,
+    label=f"method {w.method}, run {w.run}, forget set {w.forget_set}",
 )

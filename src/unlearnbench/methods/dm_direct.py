@@ -1,10 +1,14 @@
 """DM-direct: no model update; predicted margins = base margins − multiplier · Σ_{i∈F} β_i(x).
 
 A diagnostic of attribution quality: if the datamodels were perfect, this would be an oracle.
+
+Its accuracy is unknown (NaN in the scores): there is no model, only predicted margins, and the argmax needs
+every logit. The base models' correctness would describe the models before unlearning, and ``margin > 0``
+is not argmax accuracy (see :mod:`unlearnbench.margins`), so neither is reported in its place.
 """
 
 
 def build(inputs: dict, multiplier: float = 1.0):
     base = inputs["base_margins"]
     effect = inputs["datamodel_effect"]["margin_effect"]  # [P]
-    return base["margins"] - multiplier * effect[None, :], base["model_index"]
+    return base["margins"] - multiplier * effect[None, :], base["model_index"], None

@@ -2,6 +2,6 @@
 
 
 def build(inputs: dict, **_hp):
-    stored = inputs["base_margins"]  # a margins store: "margins" [M, P] and "model_index" [M]
-    return stored["margins"], stored["model_index"]
+    stored = inputs["base_margins"]  # a margins store: "margins" [M, P], "model_index" [M] (+ "correct" [M, P])
+    return stored["margins"], stored["model_index"], stored.get("correct")
 
