@@ -17,6 +17,7 @@ RES = config["resources"]
 
 SPLITS = f"results/data/{DATASET}/splits.npz"
 FORGET_SET = "results/forget_sets/{dataset}/forget_set_{forget_set}.npy"
+DOWNLOADED = "results/downloads/{dataset}/forget_set_{forget_set}.npy"  # a url's file
 WEIGHTS = "results/weights/{dataset}/{family}/shard~{shard}.safetensors"
 MARGINS = "results/margins/{dataset}/{family}/shard~{shard}.npz"
 UNLEARNED = (
@@ -50,11 +51,14 @@ def get_forget_set_seed(wildcards):
 
 
 def get_forget_set_input(wildcards):
-    """A class set needs the labels, a file set the user's file, an attribution set the datamodels."""
+    """A class set needs the labels, a file set the user's file (or, when it has a url and the user's
+    file does not exist, its download), an attribution set the datamodels."""
     entry = FORGET_SETS[wildcards.forget_set]
     if entry["kind"] == "class":
         return {"splits": SPLITS}
     if entry["kind"] == "file":
+        if entry.get("url") and not (entry.get("path") and os.path.exists(entry["path"])):
+            return {"user_file": DOWNLOADED.format(**wildcards)}
         return {"user_file": entry["path"]}
     if entry["kind"] == "attribution_pc":
         return {"datamodels": f"{DATAMODELS}/fit.npz"}
