@@ -1,5 +1,7 @@
 # Helpers shared by the rules: config lookups and input functions (getters are named get_*).
 
+import re
+
 from unlearnbench import config as plan
 from unlearnbench.methods import lookup
 from unlearnbench.seeds import derive_seed
@@ -38,6 +40,11 @@ wildcard_constraints:
     family=r"base|pool|oracle/forget_set~[A-Za-z0-9-]+",
 
 
+def id_pattern(ids):
+    """A wildcard constraint matching exactly these ids (forget sets, shards)."""
+    return "|".join(re.escape(str(i)) for i in ids)
+
+
 def oracle_family(forget_set):
     return f"oracle/forget_set~{forget_set}"
 
@@ -57,7 +64,9 @@ def get_forget_set_input(wildcards):
     if entry["kind"] == "class":
         return {"splits": SPLITS}
     if entry["kind"] == "file":
-        if entry.get("url") and not (entry.get("path") and os.path.exists(entry["path"])):
+        if entry.get("url") and not (
+            entry.get("path") and os.path.exists(entry["path"])
+        ):
             return {"user_file": DOWNLOADED.format(**wildcards)}
         return {"user_file": entry["path"]}
     if entry["kind"] == "attribution_pc":

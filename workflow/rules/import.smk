@@ -2,8 +2,6 @@
 # writes exactly the file the regular rule would (make_forget_set's input or output, train_base's
 # weights, compute_margins' margins), so everything downstream is unchanged. Fetching runs on the
 # submitting host (localrule: compute nodes of a cluster are often offline).
-import re
-
 from unlearnbench import hub
 from unlearnbench.downloads import index_file_limit
 from unlearnbench.hub_layouts import hub_assets, imported_oracle_shards
@@ -20,10 +18,6 @@ ORACLE_IMPORTS = {str(k): v for k, v in IMPORT.get("oracle_margins", {}).items()
 IMPORTED_ORACLE_SHARDS = imported_oracle_shards(config)
 HUB = hub_assets(config)  # import: {source: hub}: every file of the run, by job
 HUB_MANIFEST = "results/hub/manifest.json"
-
-
-def id_pattern(ids):
-    return "|".join(re.escape(str(i)) for i in ids)
 
 
 if DOWNLOADS:
@@ -116,8 +110,8 @@ if HUB:
             manifest=HUB_MANIFEST,
         log:
             "logs/fetch_hub_assets.log",
-        localrule: True
         priority: 100
+        localrule: True
         conda:
             "../../envs/unlearnbench.yaml"
         params:
