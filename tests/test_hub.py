@@ -333,3 +333,75 @@ def test_offline_without_the_files_the_run_stops_before_any_job(workflow_copy, t
     assert "margins/cifar10/oracle/forget_10/retain/resnet9/id_3_epoch_23.npy" in text
     assert f"hf download {REPO} --repo-type dataset --revision {COMMIT}" in text
     assert not (workflow_copy / "results").exists() and not (workflow_copy / "logs").exists()
+
+
+# the published benchmark's layout -------------------------------------------------------------------------
+
+
+def test_klom_layout_checkpoints_and_oracle_margins(offline_cache, tmp_path):
+    """royrin/KLOM-models: ResNet-9 state dicts and [oracles, points] margin tensors, read weights_only."""
+    import io
+    from collections import OrderedDict
+
+    import torch
+
+    from unlearnbench.models.resnet9 import ResNet9
+    from unlearnbench.published import import_base_weights, import_hub_oracle_margins
+    from unlearnbench.stack import ModelStack
+
+    def saved(value) -> bytes:
+        buf = io.BytesIO()
+        torch.save(value, buf)
+        return buf.getvalue()
+
+    torch.manual_seed(0)
+    models = [ResNet9().eval() for _ in range(2)]
+    train = torch.randn(4, 40)
+    val = torch.randn(4, 10)
+    forget = np.array([3, 17, 29], dtype=np.int64)
+    files = {KLOM.base_weights(i): saved(OrderedDict((f"model.{k}", v) for k, v in m.state_dict().items()))
+             for i, m in enumerate(models)}
+    files.update({KLOM.oracle_margins(3, 0)[0]: saved(train), KLOM.oracle_margins(3, 0)[1]: saved(val),
+                  KLOM.forget_set(3): npy_bytes(forget)})
+    add_snapshot(offline_cache, "royrin/KLOM-models", files)
+    source = hub.Source("royrin/KLOM-models", "main")
+    manifest = hub.fetch(source, sorted(files), {}, "hub.lock.json", "manifest.json")
+
+    weights = [hub.resolve(manifest, KLOM.base_weights(i)) for i in range(2)]
+    import_base_weights(weights, [0, 1], tmp_path / "base.safetensors")
+    stack = ModelStack.load(tmp_path / "base.safetensors")
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(stack.forward(x, train=False), torch.stack([m(x) for m in models]))
+
+    ours = tmp_path / "forget_set_3.npy"
+    np.save(ours, np.sort(forget))
+    groups = hub.resolve_groups(manifest, [KLOM.oracle_margins(3, j) for j in (2, 3)])
+    import_hub_oracle_margins("klom", hub.resolve(manifest, KLOM.forget_set(3)), groups, ours, "3", (2, 4),
+                              tmp_path / "oracle.npz", 40, 10)
+    got = load_arrays(tmp_path / "oracle.npz", ("margins", "model_index"))
+    np.testing.assert_array_equal(got["margins"], torch.cat([train, val], 1)[2:4].numpy())
+    assert got["model_index"].tolist() == [2, 3]
+    np.save(ours, np.array([3, 17, 30]))  # a generated set that is not the published one
+    with pytest.raises(PublishedFormatError, match="forget set 3: the config's forget set"):
+        import_hub_oracle_margins("klom", hub.resolve(manifest, KLOM.forget_set(3)), groups, ours, "3", (2, 4),
+                                  tmp_path / "other.npz", 40, 10)
+
+
+@pytest.mark.workflow
+def test_published_benchmark_models_replace_training_in_the_dag(workflow_copy):
+    """config/cifar10.yaml with the published models switched on: no base or oracle model is trained."""
+    from conftest import planned_jobs, snakemake
+
+    config = load_config("cifar10.yaml")
+    config["import"].update(base="weights", oracle_shards="all")
+    config.update(n_models=2, n_holdout_oracles=2, models_per_job=1, pool=None, ulira=None)
+    config["forget_sets"] = [fs for fs in config["forget_sets"] if fs["id"] in (1, 4)]
+    config["methods"] = {"do_nothing": None, "oracle": None, "gradient_ascent": {"lr": 1e-4, "epochs": [1]}}
+    (workflow_copy / "published.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(workflow_copy, "-n", "--configfile", "published.yaml"))
+    assert jobs["fetch_hub_assets"] == 1 and jobs["import_hub_base_weights"] == 2
+    assert jobs["import_hub_oracle_margins"] == 2 * 4  # sets 1 and 4, scored and held-out shards
+    assert jobs["import_hub_forget_set"] == 1 and jobs["make_forget_set"] == 1  # set 1 is generated, then checked
+    assert jobs["compute_margins"] == 2  # the base models' margins only
+    assert not {"train_base", "train_oracle", "train_pool"} & set(jobs)
