@@ -112,7 +112,7 @@ def record(path: str | os.PathLike, source: Source, commit: str, digests: dict[s
     from filelock import FileLock
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{path}.lock"):
+    with FileLock(Path(path).parent / f".{Path(path).name}.lock"):  # serialises concurrent runs
         lock = read_lock(path)
         repo = lock["repos"].setdefault(source.key, {"revisions": {}, "files": {}})
         changed = False
@@ -294,10 +294,11 @@ def fetch(source: Source, files: list[str], pins: dict[str, str], lock_path: str
             raise HubError(f"{name}: not in the cache after downloading it from {source.repo} at {commit}")
         digests[name] = verify_file(path, name, {"config import.sha256": pins.get(name),
                                                  f"lock file {lock_path}": recorded.get(name)})
-    new = record(lock_path, source, commit, digests)
-    pinned = sum(1 for name in files if pins.get(name))
-    log.info("verified %d files: %d pinned in the config, %d by the lock file, %d recorded now (first use)",
-             len(files), pinned, len(files) - pinned - len(new), len(new))
+    record(lock_path, source, commit, digests)
+    first_use = [name for name in files if not pins.get(name) and not recorded.get(name)]
+    log.info("verified %d files: %d pinned in the config, %d in the lock file %s, %d trusted on first use "
+             "(recorded there now)", len(files), sum(1 for name in files if pins.get(name)),
+             sum(1 for name in files if recorded.get(name)), lock_path, len(first_use))
     manifest = {"repo": source.repo, "repo_type": source.repo_type, "revision": source.revision, "commit": commit,
                 "files": digests}
     with atomic_path(manifest_path) as tmp:

@@ -32,10 +32,13 @@ are set to 0 (they do not affect evaluation or training with a fixed BatchNorm m
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 PREFIXES = ("module.", "model.")
 COUNTER = "num_batches_tracked"
@@ -165,6 +168,7 @@ def import_base_weights(paths: Sequence[str | os.PathLike], model_index: Sequenc
     """Write one weights shard (as ``train_base`` would) from published state dicts."""
     stack = stack_from_published(paths, model_index, arch, num_classes, in_channels)
     stack.save(out, {"imported_from": [os.path.basename(str(p)) for p in paths]})
+    log.info("imported %d published %s state dicts as models %s", len(paths), arch, list(model_index))
 
 
 def import_margins(train_path: str | os.PathLike, val_path: str | os.PathLike, model_range: tuple[int, int],
@@ -188,6 +192,7 @@ def import_margins(train_path: str | os.PathLike, val_path: str | os.PathLike, m
         )
     margins = np.concatenate([train[start:stop], val[start:stop]], axis=1).astype(np.float32)
     save_arrays(out, margins=margins, model_index=np.arange(start, stop, dtype=np.int64))
+    log.info("imported rows %d..%d of %s and %s: margins %s", start, stop - 1, train_path, val_path, margins.shape)
 
 
 # one .npy per model and split (the successor's layout) ------------------------------------------------
@@ -223,6 +228,15 @@ def published_forget_set(path: str | os.PathLike, n_train: int) -> np.ndarray:
     return indices
 
 
+def import_forget_set(path: str | os.PathLike, n_train: int, out: str | os.PathLike) -> None:
+    """A published index file as our forget set: the same points, sorted (as every forget set)."""
+    from .storage import save_npy
+
+    indices = np.sort(published_forget_set(path, n_train))
+    save_npy(out, indices)
+    log.info("forget set of %d points from %s", len(indices), path)
+
+
 def check_same_forget_set(published: np.ndarray, ours: np.ndarray, forget_set: str) -> None:
     """The oracles of ``published`` may only be scored against the same points (in any order)."""
     a, b = np.sort(published), np.sort(np.asarray(ours, dtype=np.int64))
@@ -247,6 +261,7 @@ def import_per_model_margins(model_files: Sequence[tuple[str | os.PathLike, str 
         for train, val in model_files
     ])
     save_arrays(out, margins=margins, model_index=np.asarray(model_index, dtype=np.int64))
+    log.info("imported margins of models %s (%d files): %s", list(model_index), 2 * len(model_files), margins.shape)
 
 
 def import_per_model_oracle_margins(forget_indices: np.ndarray,
@@ -273,6 +288,8 @@ def import_per_model_oracle_margins(forget_indices: np.ndarray,
         margins[row, forget] = load_margin_vector(forget_file, len(forget))
         margins[row, n_train:] = load_margin_vector(val_file, n_val)
     save_arrays(out, margins=margins, model_index=np.asarray(model_index, dtype=np.int64))
+    log.info("imported oracle margins of models %s (%d files; %d forget points back in train order): %s",
+             list(model_index), 3 * len(model_files), len(forget), margins.shape)
 
 
 def import_hub_oracle_margins(layout: str, published_forget_file: str | os.PathLike,

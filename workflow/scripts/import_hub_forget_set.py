@@ -1,8 +1,10 @@
 from unlearnbench import hub, logs
-from unlearnbench.published import published_forget_set
-from unlearnbench.storage import save_npy
+from unlearnbench.published import import_forget_set
 
 logs.to_file(snakemake.log[0])
 manifest = hub.load_manifest(snakemake.input.manifest)
-indices = published_forget_set(hub.resolve(manifest, snakemake.params.file), snakemake.params.n_train)
-save_npy(snakemake.output.indices, sorted(indices))  # a forget set is sorted indices (forget_sets.py)
+import_forget_set(
+    hub.resolve(manifest, snakemake.params.file),
+    snakemake.params.n_train,
+    snakemake.output.indices,
+)
