@@ -275,7 +275,8 @@ def test_a_redirect_may_not_downgrade_https():
     with pytest.raises(DownloadError, match="refusing plain http"):
         handler.redirect_request(request, None, 302, "Found", {}, "http://cdn.example.org/f.npy")
     with pytest.raises(DownloadError, match="local file"):
-        _SchemeCheckingRedirects(allow_http=True).redirect_request(request, None, 302, "Found", {}, "file:///etc/passwd")
+        _SchemeCheckingRedirects(allow_http=True).redirect_request(request, None, 302, "Found", {},
+                                                                   "file:///etc/passwd")
     followed = handler.redirect_request(request, None, 302, "Found", {}, "https://cdn.example.org/f.npy")
     assert followed.full_url == "https://cdn.example.org/f.npy"
 

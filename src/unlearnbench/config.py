@@ -175,7 +175,9 @@ def _check_published_sources(config: dict) -> None:
         return
     for key in ("base_weights", "oracle_margins"):
         if imports.get(key):
-            raise ConfigError(f"config key import.{key}: a path for source: files; with source: hub the layout names the files")
+            raise ConfigError(
+                f"config key import.{key}: a path for source: files; with source: hub the layout names the files"
+            )
     if not imports.get("repo"):
         raise ConfigError("config key import.repo: source: hub needs the data set, e.g. easydub/EasyDUB-dataset")
     name = layout_name(imports)

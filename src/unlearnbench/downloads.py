@@ -76,7 +76,9 @@ def check_index_file(path: str | os.PathLike, name: str | None = None) -> np.nda
         shape = getattr(array, "shape", None)
         dtype = getattr(array, "dtype", None)
         hint = " (a boolean mask? save np.flatnonzero(mask))" if dtype == bool else ""
-        raise DownloadError(f"{name}: expected a 1-D integer index array (int64), got shape {shape} dtype {dtype}{hint}")
+        raise DownloadError(
+            f"{name}: expected a 1-D integer index array (int64), got shape {shape} dtype {dtype}{hint}"
+        )
     return array.astype(np.int64)
 
 

@@ -74,7 +74,8 @@ EASYDUB = Layout(
         f"margins/cifar10/pretrain/{split}/resnet9/id_{i}_epoch_23.npy" for split in ("retain", "val")
     ),
     oracle_margins=lambda fs, j: tuple(
-        f"margins/cifar10/oracle/forget_{fs}/{phase}/resnet9/id_{j}_epoch_23.npy" for phase in ("retain", "forget", "val")
+        f"margins/cifar10/oracle/forget_{fs}/{phase}/resnet9/id_{j}_epoch_23.npy"
+        for phase in ("retain", "forget", "val")
     ),
     per_model_oracle_files=True,
 )
@@ -142,7 +143,9 @@ def hub_assets(config: dict) -> HubAssets | None:
     published_ids = [str(fs["id"]) for fs in config["forget_sets"] if _is_published_id(fs["id"])]
     shards = imported_oracle_shards(config)
     oracles = {
-        (fs, s): [layout.oracle_margins(int(fs), j) for j in range(*oracle_ranges[s])] for fs in published_ids for s in shards
+        (fs, s): [layout.oracle_margins(int(fs), j) for j in range(*oracle_ranges[s])]
+        for fs in published_ids
+        for s in shards
     }
     return HubAssets(
         repo=imports["repo"],
