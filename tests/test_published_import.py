@@ -5,8 +5,10 @@ the download tests talk to a throw-away HTTP server on 127.0.0.1.
 """
 
 import functools
+import hashlib
 import http.server
 import io
+import re
 import socket
 import threading
 from collections import OrderedDict
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from unlearnbench.downloads import DownloadError, fetch_forget_set
+from unlearnbench.downloads import DownloadError, fetch_forget_set, index_file_limit
 from unlearnbench.margins import stack_margins
 from unlearnbench.published import (
     PublishedFormatError,
@@ -163,18 +165,28 @@ def npy_bytes(array) -> bytes:
     return buf.getvalue()
 
 
+FORGET_4 = npy_bytes(np.array([3, 1, 4, 15, 9], dtype=np.int64))
+LIMIT = index_file_limit(50_000)
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     def __init__(self, files, *args, **kwargs):
         self.files = files
         super().__init__(*args, **kwargs)
 
     def do_GET(self):
-        body = self.files.get(self.path)
+        if self.path.startswith("/redirect/"):  # a redirect to another url on the same server
+            self.send_response(302)
+            self.send_header("Location", self.path[len("/redirect"):])
+            self.end_headers()
+            return
+        body = self.files.get(self.path.removeprefix("/unsized"))
         if body is None:
             self.send_error(404)
             return
         self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
+        if not self.path.startswith("/unsized/"):  # /unsized/...: no Content-Length, the body just ends
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
@@ -187,10 +199,11 @@ def server():
     """A local HTTP server with a few generated files; shut down after the test (daemon thread, and a
     hard stop after 30 s in case a test hangs)."""
     files = {
-        "/forget_set_4.npy": npy_bytes(np.array([3, 1, 4, 15, 9], dtype=np.int64)),
+        "/forget_set_4.npy": FORGET_4,
         "/floats.npy": npy_bytes(np.array([0.5, 1.5])),
         "/pickled.npy": npy_bytes(np.array([{"a": 1}], dtype=object)),
         "/garbage.npy": b"<html>not found</html>",
+        "/huge.npy": npy_bytes(np.arange(10_000, dtype=np.int64)),
     }
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, files))
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -208,27 +221,69 @@ def server():
 
 
 def test_fetch_forget_set_downloads_and_checks(server, tmp_path):
-    dest = tmp_path / "data" / "forget_sets" / "forget_set_4.npy"
-    indices = fetch_forget_set(f"{server}/forget_set_4.npy", dest, timeout=10)
+    dest = tmp_path / "results" / "downloads" / "forget_set_4.npy"
+    pin = hashlib.sha256(FORGET_4).hexdigest()
+    indices = fetch_forget_set(f"{server}/forget_set_4.npy", dest, max_bytes=LIMIT, sha256=pin, allow_http=True,
+                               timeout=10)
     assert indices.tolist() == [3, 1, 4, 15, 9]
     np.testing.assert_array_equal(np.load(dest, allow_pickle=False), indices)
     assert sorted(p.name for p in dest.parent.iterdir()) == ["forget_set_4.npy"]  # no temp file left
+    unsized = fetch_forget_set(f"{server}/unsized/forget_set_4.npy", dest, max_bytes=LIMIT, allow_http=True,
+                               timeout=10)
+    assert unsized.tolist() == [3, 1, 4, 15, 9]
 
 
-@pytest.mark.parametrize("name, message", [
-    ("floats.npy", "int64"),
-    ("pickled.npy", "pickle"),
-    ("garbage.npy", "not a .npy"),
-    ("missing_forget_set_7.npy", "404"),
+@pytest.mark.parametrize("name, options, message", [
+    ("floats.npy", {}, "integer"),
+    ("pickled.npy", {}, "pickle"),
+    ("garbage.npy", {}, "not a .npy"),
+    ("missing_forget_set_7.npy", {}, "404"),
+    ("forget_set_4.npy", {"sha256": "0" * 64}, "differs from the " + "0" * 64 + " pinned"),
+    ("huge.npy", {"max_bytes": 1000}, "announces 80128 bytes, more than the limit of 1000"),
+    ("unsized/huge.npy", {"max_bytes": 1000}, "sends more than the limit of 1000 bytes"),
 ])
-def test_fetch_forget_set_refuses_bad_content(server, tmp_path, name, message):
+def test_fetch_forget_set_refuses_bad_content(server, tmp_path, name, options, message):
     dest = tmp_path / "forget_set_7.npy"
     dest.write_bytes(npy_bytes(np.array([1, 2], dtype=np.int64)))  # an existing file survives a bad download
-    with pytest.raises(DownloadError, match=message) as err:
-        fetch_forget_set(f"{server}/{name}", dest, timeout=10)
-    assert f"put the file at {dest} yourself" in str(err.value)
+    with pytest.raises(DownloadError, match=re.escape(message)) as err:
+        fetch_forget_set(f"{server}/{name}", dest, allow_http=True, user_path="data/mine.npy", timeout=10,
+                         **{"max_bytes": LIMIT, **options})
+    assert "put the file at data/mine.npy yourself" in str(err.value)
     assert np.load(dest).tolist() == [1, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["forget_set_7.npy"]
+
+
+def test_plain_http_only_when_allowed(server, tmp_path):
+    dest = tmp_path / "forget_set_4.npy"
+    with pytest.raises(DownloadError, match="refusing plain http"):
+        fetch_forget_set(f"{server}/forget_set_4.npy", dest, max_bytes=LIMIT)
+    with pytest.raises(DownloadError, match="refusing"):
+        fetch_forget_set("ftp://example.org/forget_set_4.npy", dest, max_bytes=LIMIT)
+    assert not dest.exists()
+    # a redirect within http is followed when http is allowed ...
+    got = fetch_forget_set(f"{server}/redirect/forget_set_4.npy", dest, max_bytes=LIMIT, allow_http=True, timeout=10)
+    assert got.tolist() == [3, 1, 4, 15, 9]
+
+
+def test_a_redirect_may_not_downgrade_https():
+    import urllib.request
+
+    from unlearnbench.downloads import _SchemeCheckingRedirects
+
+    handler = _SchemeCheckingRedirects(allow_http=False)
+    request = urllib.request.Request("https://huggingface.co/datasets/x/resolve/main/f.npy")
+    with pytest.raises(DownloadError, match="refusing plain http"):
+        handler.redirect_request(request, None, 302, "Found", {}, "http://cdn.example.org/f.npy")
+    with pytest.raises(DownloadError, match="local file"):
+        _SchemeCheckingRedirects(allow_http=True).redirect_request(request, None, 302, "Found", {},
+                                                                   "file:///etc/passwd")
+    followed = handler.redirect_request(request, None, 302, "Found", {}, "https://cdn.example.org/f.npy")
+    assert followed.full_url == "https://cdn.example.org/f.npy"
+
+
+def test_index_file_limit_fits_every_valid_index_file(tmp_path):
+    every_point = npy_bytes(np.arange(50_000, dtype=np.int64))
+    assert len(every_point) <= index_file_limit(50_000) < 2 * len(every_point)
 
 
 def test_fetch_forget_set_offline_says_what_to_do(tmp_path):
@@ -238,11 +293,10 @@ def test_fetch_forget_set_offline_says_what_to_do(tmp_path):
     url = f"http://127.0.0.1:{port}/forget_set_indices/CIFAR10/forget_set_5.npy"
     dest = tmp_path / "forget_set_5.npy"
     with pytest.raises(DownloadError) as err:
-        fetch_forget_set(url, dest, timeout=5)
+        fetch_forget_set(url, dest, max_bytes=LIMIT, allow_http=True, user_path="data/forget_set_5.npy", timeout=5)
     text = str(err.value)
     assert text.startswith(f"cannot download {url}")
-    assert f"put the file at {dest} yourself (it is the published forget set 5" in text
-    assert "check your network" in text
+    assert "put the file at data/forget_set_5.npy yourself" in text and "check your network" in text
     assert not dest.exists() and list(tmp_path.iterdir()) == []
 
 
@@ -289,3 +343,62 @@ def test_imported_assets_replace_training_in_the_dag(workflow_copy):
     assert set(table.method) == {"do_nothing", "oracle"} and (table.n_oracles == 2).all()
     oracle = np.load(workflow_copy / "results/margins/digits/oracle/forget_set~1/shard~0.npz")
     assert oracle["margins"].shape == (1, 300 + 1497) and not oracle["margins"].any()
+
+
+# a url never makes the user's file a rule output (issue 18.7) --------------------------------------------
+
+
+def url_config(workflow_copy, url: str, **extra) -> str:
+    import yaml
+
+    config = yaml.safe_load((workflow_copy / ".test/config/config.yaml").read_text())
+    config["forget_sets"] = [{"id": 7, "kind": "file", "path": "user/forget_7.npy", "url": url, **extra}]
+    config["methods"] = {"do_nothing": None}
+    (workflow_copy / "url.yaml").write_text(yaml.safe_dump(config))
+    return "url.yaml"
+
+
+@pytest.mark.workflow
+def test_snakemake_never_deletes_the_users_file(workflow_copy):
+    """The user's file is read, never written: --forcerun of the download rule and --delete-all-output
+    leave it alone, also when the url cannot be reached (here: nothing listens on port 9)."""
+    from conftest import planned_jobs, snakemake
+
+    mine = npy_bytes(np.array([4, 8, 15], dtype=np.int64))
+    (workflow_copy / "user").mkdir()
+    user_file = workflow_copy / "user/forget_7.npy"
+    user_file.write_bytes(mine)
+    config = url_config(workflow_copy, "https://127.0.0.1:9/forget_set_7.npy")
+    target = "results/forget_sets/digits/forget_set_7.npy"
+    jobs = planned_jobs(snakemake(workflow_copy, target, "-n", "--configfile", config))
+    assert jobs == {"make_forget_set": 1}  # the user's file is there: nothing is downloaded
+    snakemake(workflow_copy, target, "--forcerun", "download_forget_set", "--configfile", config)
+    assert user_file.read_bytes() == mine
+    assert np.load(workflow_copy / target).tolist() == [4, 8, 15]
+    snakemake(workflow_copy, target, "--delete-all-output", "--configfile", config)
+    assert user_file.read_bytes() == mine and not (workflow_copy / target).exists()
+
+
+@pytest.mark.workflow
+def test_without_the_users_file_the_url_is_downloaded_into_results(workflow_copy, tmp_path):
+    from conftest import planned_jobs, snakemake
+
+    published = tmp_path / "published_forget_set_7.npy"
+    published.write_bytes(npy_bytes(np.array([9, 2, 5], dtype=np.int64)))
+    pin = hashlib.sha256(published.read_bytes()).hexdigest()
+    config = url_config(workflow_copy, published.as_uri(), sha256=pin)
+    target = "results/forget_sets/digits/forget_set_7.npy"
+    jobs = planned_jobs(snakemake(workflow_copy, target, "-n", "--configfile", config))
+    assert jobs == {"download_forget_set": 1, "make_forget_set": 1}
+    snakemake(workflow_copy, target, "--configfile", config)
+    assert np.load(workflow_copy / target).tolist() == [2, 5, 9]
+    assert (workflow_copy / "results/downloads/digits/forget_set_7.npy").read_bytes() == published.read_bytes()
+    assert not (workflow_copy / "user").exists()  # the user's path is never written
+
+    # the user's own file, when it differs from the pinned content, is refused with what is wrong
+    (workflow_copy / "user").mkdir()
+    (workflow_copy / "user/forget_7.npy").write_bytes(npy_bytes(np.array([1, 2], dtype=np.int64)))
+    proc = snakemake(workflow_copy, target, "--configfile", config, check=False)
+    assert proc.returncode != 0
+    log = (workflow_copy / "logs/make_forget_set/digits/forget_set_7.log").read_text()
+    assert f"forget set 7: the file user/forget_7.npy: sha256" in log and f"differs from the {pin} pinned" in log

@@ -55,6 +55,7 @@ def validate(config: dict, schema_path: str | os.PathLike) -> dict:
             raise ConfigError(f"config key {_key(error.absolute_path)}: {error.message} (unknown keys are errors)")
         raise ConfigError(f"config key {_key(error.absolute_path)}: {error.message}")
     _check_cross_keys(config, schema)
+    _check_published_sources(config)
     _sort_keys(config)
     return config
 
@@ -102,8 +103,8 @@ def _check_cross_keys(config: dict, schema: dict) -> None:
                 raise ConfigError(f"config key {where}.classes: {bad} not below {spec.num_classes} classes")
         if fs.get("url") and fs["kind"] != "file":
             raise ConfigError(f"config key {where}.url: only a file forget set has a url")
-        if fs["kind"] == "file" and not fs.get("path"):
-            raise ConfigError(f"config key {where}.path: a file forget set needs a path")
+        if fs["kind"] == "file" and not fs.get("path") and not fs.get("url"):
+            raise ConfigError(f"config key {where}.path: a file forget set needs a path (or a url)")
         if fs["kind"] == "random" and "size" not in fs:
             raise ConfigError(f"config key {where}.size: a random forget set needs a size")
     built_in = set(schema["properties"]["methods"]["properties"])
@@ -141,6 +142,72 @@ def _check_cross_keys(config: dict, schema: dict) -> None:
         raise ConfigError("config key datamodels.holdout_models: must be below pool.n_models")
     if config["n_holdout_oracles"] == 0 and "oracle" in config["methods"]:
         raise ConfigError("config key n_holdout_oracles: the oracle method needs at least one held-out oracle")
+
+
+def _check_published_sources(config: dict) -> None:
+    """Downloads (``forget_sets[].url``) and published assets (``import``): keys that belong together."""
+    from .hub_layouts import FORGET_SET_IDS, KNOWN_REPOS, LAYOUTS, layout_name
+
+    for i, fs in enumerate(config["forget_sets"]):
+        where = f"forget_sets.{i}"
+        if (fs.get("sha256") or fs.get("allow_http")) and not (fs["kind"] == "file" and fs.get("url")):
+            key = "sha256" if fs.get("sha256") else "allow_http"
+            raise ConfigError(f"config key {where}.{key}: only for a file forget set with a url")
+        if fs.get("url", "").startswith("http://") and not fs.get("allow_http"):
+            raise ConfigError(
+                f"config key {where}.url: plain http has no transport integrity; use https, or set "
+                f"{where}.allow_http: true (and pin {where}.sha256)"
+            )
+    imports = config["import"]
+    hub = imports.get("source") == "hub"
+    published = [i for i, fs in enumerate(config["forget_sets"]) if fs["kind"] == "published"]
+    if not hub:
+        for key in ("repo", "layout"):
+            if key in imports:
+                raise ConfigError(f"config key import.{key}: only with import.source: hub")
+        if imports.get("sha256"):
+            raise ConfigError("config key import.sha256: only with import.source: hub (a file forget set has its own)")
+        if published:
+            raise ConfigError(f"config key forget_sets.{published[0]}.kind: published needs import.source: hub")
+        if imports.get("oracle_shards") == "none" and imports.get("oracle_margins"):
+            raise ConfigError("config key import.oracle_shards: none imports no oracle margins, but "
+                              "import.oracle_margins lists some")
+        return
+    for key in ("base_weights", "oracle_margins"):
+        if imports.get(key):
+            raise ConfigError(
+                f"config key import.{key}: a path for source: files; with source: hub the layout names the files"
+            )
+    if not imports.get("repo"):
+        raise ConfigError("config key import.repo: source: hub needs the data set, e.g. easydub/EasyDUB-dataset")
+    name = layout_name(imports)
+    if name is None:
+        raise ConfigError(
+            f"config key import.layout: {imports['repo']} is not a known data set ({sorted(KNOWN_REPOS)}); "
+            f"name its file layout ({sorted(LAYOUTS)})"
+        )
+    if config["dataset"] != "cifar10":
+        raise ConfigError(f"config key import.repo: the {name} layout holds CIFAR-10 assets, not {config['dataset']}")
+    base = imports["base"]
+    if base == "margins" and LAYOUTS[name].base_margins is None:
+        raise ConfigError(f"config key import.base: the {name} layout publishes no base margins (weights or none)")
+    if base in ("weights", "both") and config["model"] != "resnet9":
+        raise ConfigError(f"config key model: the published base models are resnet9, not {config['model']}")
+    if base == "margins":
+        from .methods import lookup
+
+        trained = [m for m in config["methods"] if lookup(m, config.get("plugins")).kind != "margins"]
+        if trained:
+            raise ConfigError(
+                f"config key import.base: margins imports no base models, but methods.{trained[0]} fine-tunes "
+                "them (set import.base: both, or drop the method)"
+            )
+    for i in published:
+        if str(config["forget_sets"][i]["id"]) not in {str(n) for n in FORGET_SET_IDS}:
+            raise ConfigError(
+                f"config key forget_sets.{i}.id: the published forget sets are "
+                f"{FORGET_SET_IDS[0]}-{FORGET_SET_IDS[-1]}, not {config['forget_sets'][i]['id']!r}"
+            )
 
 
 # grid -----------------------------------------------------------------------------------------------

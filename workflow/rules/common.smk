@@ -1,5 +1,7 @@
 # Helpers shared by the rules: config lookups and input functions (getters are named get_*).
 
+import re
+
 from unlearnbench import config as plan
 from unlearnbench.methods import lookup
 from unlearnbench.seeds import derive_seed
@@ -17,6 +19,7 @@ RES = config["resources"]
 
 SPLITS = f"results/data/{DATASET}/splits.npz"
 FORGET_SET = "results/forget_sets/{dataset}/forget_set_{forget_set}.npy"
+DOWNLOADED = "results/downloads/{dataset}/forget_set_{forget_set}.npy"  # a url's file
 WEIGHTS = "results/weights/{dataset}/{family}/shard~{shard}.safetensors"
 MARGINS = "results/margins/{dataset}/{family}/shard~{shard}.npz"
 UNLEARNED = (
@@ -37,6 +40,11 @@ wildcard_constraints:
     family=r"base|pool|oracle/forget_set~[A-Za-z0-9-]+",
 
 
+def id_pattern(ids):
+    """A wildcard constraint matching exactly these ids (forget sets, shards)."""
+    return "|".join(re.escape(str(i)) for i in ids)
+
+
 def oracle_family(forget_set):
     return f"oracle/forget_set~{forget_set}"
 
@@ -50,11 +58,16 @@ def get_forget_set_seed(wildcards):
 
 
 def get_forget_set_input(wildcards):
-    """A class set needs the labels, a file set the user's file, an attribution set the datamodels."""
+    """A class set needs the labels, a file set the user's file (or, when it has a url and the user's
+    file does not exist, its download), an attribution set the datamodels."""
     entry = FORGET_SETS[wildcards.forget_set]
     if entry["kind"] == "class":
         return {"splits": SPLITS}
     if entry["kind"] == "file":
+        if entry.get("url") and not (
+            entry.get("path") and os.path.exists(entry["path"])
+        ):
+            return {"user_file": DOWNLOADED.format(**wildcards)}
         return {"user_file": entry["path"]}
     if entry["kind"] == "attribution_pc":
         return {"datamodels": f"{DATAMODELS}/fit.npz"}

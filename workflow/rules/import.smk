@@ -1,38 +1,43 @@
 # Published assets instead of local work (config keys `forget_sets[].url` and `import`). Each rule
-# writes exactly the file the regular rule would (make_forget_set's input, train_base's weights,
-# compute_margins' oracle margins), so everything downstream is unchanged.
-import re
+# writes exactly the file the regular rule would (make_forget_set's input or output, train_base's
+# weights, compute_margins' margins), so everything downstream is unchanged. Fetching runs on the
+# submitting host (localrule: compute nodes of a cluster are often offline).
+from unlearnbench import hub
+from unlearnbench.downloads import index_file_limit
+from unlearnbench.hub_layouts import hub_assets, imported_oracle_shards
 
-# Published forget sets (kind: file with a url): fetched on the submit host (compute nodes of a
-# cluster are often offline) the first time their path is missing; a file already there is used.
+# A file forget set with a url: downloaded into results/downloads/ when the user's `path` does not
+# exist (get_forget_set_input); the user's file is never an output, so no snakemake command deletes it.
 DOWNLOADS = {
-    fs["path"]: fs["url"]
+    str(fs["id"]): fs
     for fs in config["forget_sets"]
     if fs["kind"] == "file" and fs.get("url")
 }
-IMPORT = config.get("import", {})
+IMPORT = config["import"]
 ORACLE_IMPORTS = {str(k): v for k, v in IMPORT.get("oracle_margins", {}).items()}
-IMPORTED_ORACLE_SHARDS = (
-    plan.scored_oracle_shards(config)
-    if IMPORT.get("oracle_shards", "all") == "scored"
-    else range(len(ORACLE_SHARDS))
-)
+IMPORTED_ORACLE_SHARDS = imported_oracle_shards(config)
+HUB = hub_assets(config)  # import: {source: hub}: every file of the run, by job
+HUB_MANIFEST = "results/hub/manifest.json"
 
 
 if DOWNLOADS:
 
     rule download_forget_set:
         output:
-            indices="{download}",
+            indices=DOWNLOADED,
         log:
-            "logs/download_forget_set/{download}.log",
+            "logs/download_forget_set/{dataset}/forget_set_{forget_set}.log",
         wildcard_constraints:
-            download="|".join(re.escape(path) for path in DOWNLOADS),
+            forget_set=id_pattern(DOWNLOADS),
         localrule: True
         conda:
             "../../envs/unlearnbench.yaml"
         params:
-            url=lambda w: DOWNLOADS[w.download],
+            url=lambda w: DOWNLOADS[w.forget_set]["url"],
+            sha256=lambda w: DOWNLOADS[w.forget_set].get("sha256"),
+            allow_http=lambda w: DOWNLOADS[w.forget_set]["allow_http"],
+            user_path=lambda w: DOWNLOADS[w.forget_set].get("path"),
+            max_bytes=index_file_limit(DATA.n_train),
         script:
             "../scripts/download_forget_set.py"
 
@@ -63,7 +68,7 @@ if IMPORT.get("base_weights"):
             "../scripts/import_base_weights.py"
 
 
-if ORACLE_IMPORTS:
+if ORACLE_IMPORTS and IMPORTED_ORACLE_SHARDS:
 
     ruleorder: import_oracle_margins > compute_margins
 
@@ -77,8 +82,8 @@ if ORACLE_IMPORTS:
         log:
             "logs/import_oracle_margins/{dataset}/forget_set~{forget_set}/shard~{shard}.log",
         wildcard_constraints:
-            forget_set="|".join(re.escape(k) for k in ORACLE_IMPORTS),
-            shard="|".join(str(s) for s in IMPORTED_ORACLE_SHARDS),
+            forget_set=id_pattern(ORACLE_IMPORTS),
+            shard=id_pattern(IMPORTED_ORACLE_SHARDS),
         conda:
             "../../envs/unlearnbench.yaml"
         params:
@@ -87,3 +92,129 @@ if ORACLE_IMPORTS:
             n_val=DATA.n_val,
         script:
             "../scripts/import_oracle_margins.py"
+
+
+if HUB:
+    # Offline with files missing from the local Hub cache: stop now, before any job, naming them and
+    # the command that gets them (only in the main process: a job on a compute node needs no cache).
+    if workflow.is_main_process:
+        try:
+            hub.check_available(hub.Source(HUB.repo, HUB.revision), HUB.files, HUB.lock)
+        except hub.HubError as err:
+            sys.exit(f"Published assets (config key import): {err}")
+
+    # One job brings every file of the run into the Hub cache at one commit and verifies its sha256
+    # (config pins, then the lock file; first use records it there); the manifest lists what it checked.
+    rule fetch_hub_assets:
+        output:
+            manifest=HUB_MANIFEST,
+        log:
+            "logs/fetch_hub_assets.log",
+        priority: 100
+        localrule: True
+        conda:
+            "../../envs/unlearnbench.yaml"
+        params:
+            repo=HUB.repo,
+            revision=HUB.revision,
+            files=HUB.files,
+            pins=HUB.pins,
+            lock=HUB.lock,
+        script:
+            "../scripts/fetch_hub_assets.py"
+
+    if HUB.forget_sets:
+
+        ruleorder: import_hub_forget_set > make_forget_set
+
+        rule import_hub_forget_set:
+            input:
+                manifest=HUB_MANIFEST,
+            output:
+                indices=FORGET_SET,
+            log:
+                "logs/import_hub_forget_set/{dataset}/forget_set_{forget_set}.log",
+            wildcard_constraints:
+                forget_set=id_pattern(HUB.forget_sets),
+            localrule: True
+            conda:
+                "../../envs/unlearnbench.yaml"
+            params:
+                file=lambda w: HUB.forget_sets[w.forget_set],
+                n_train=DATA.n_train,
+            script:
+                "../scripts/import_hub_forget_set.py"
+
+    if HUB.base_weights:
+
+        ruleorder: import_hub_base_weights > train_base
+
+        rule import_hub_base_weights:
+            input:
+                manifest=HUB_MANIFEST,
+            output:
+                weights=WEIGHTS.replace("{family}", "base"),
+            log:
+                "logs/import_hub_base_weights/{dataset}/shard~{shard}.log",
+            localrule: True
+            conda:
+                "../../envs/unlearnbench.yaml"
+            params:
+                files=lambda w: HUB.base_weights[int(w.shard)],
+                model=config["model"],
+                num_classes=DATA.num_classes,
+                in_channels=DATA.in_channels,
+                model_range=lambda w: get_model_range(w, "base"),
+            script:
+                "../scripts/import_hub_base_weights.py"
+
+    if HUB.base_margins:
+
+        ruleorder: import_hub_base_margins > compute_margins
+
+        rule import_hub_base_margins:
+            input:
+                manifest=HUB_MANIFEST,
+            output:
+                margins=MARGINS.replace("{family}", "base"),
+            log:
+                "logs/import_hub_base_margins/{dataset}/shard~{shard}.log",
+            localrule: True
+            conda:
+                "../../envs/unlearnbench.yaml"
+            params:
+                files=lambda w: HUB.base_margins[int(w.shard)],
+                model_range=lambda w: get_model_range(w, "base"),
+                n_train=DATA.n_train,
+                n_val=DATA.n_val,
+            script:
+                "../scripts/import_hub_base_margins.py"
+
+    if HUB.oracle_margins:
+
+        ruleorder: import_hub_oracle_margins > compute_margins
+
+        # The published index file comes along: the oracles are only scored against the same points.
+        rule import_hub_oracle_margins:
+            input:
+                manifest=HUB_MANIFEST,
+                forget_set=FORGET_SET,
+            output:
+                margins=MARGINS.replace("{family}", "oracle/forget_set~{forget_set}"),
+            log:
+                "logs/import_hub_oracle_margins/{dataset}/forget_set~{forget_set}/shard~{shard}.log",
+            wildcard_constraints:
+                forget_set=id_pattern(HUB.oracle_forget_sets),
+                shard=id_pattern(IMPORTED_ORACLE_SHARDS),
+            localrule: True
+            conda:
+                "../../envs/unlearnbench.yaml"
+            params:
+                layout=HUB.layout.name,
+                files=lambda w: HUB.oracle_margins[(w.forget_set, int(w.shard))],
+                forget_file=lambda w: HUB.oracle_forget_sets[w.forget_set],
+                model_range=lambda w: get_model_range(w, "oracle"),
+                n_train=DATA.n_train,
+                n_val=DATA.n_val,
+            script:
+                "../scripts/import_hub_oracle_margins.py"
