@@ -297,6 +297,7 @@ def test_string_ids_get_their_own_seed_and_integer_ids_keep_the_published_one():
     assert seeds[1] == 0 and seeds[2] == 1  # CIFAR-10 sets 1-3: seed = id - 1
     assert len(set(seeds.values())) == len(seeds) and all(0 <= s < 2**32 for s in seeds.values())
     assert forget_set_seed({"id": "a", "seed": 7}) == 7
+    assert forget_set_seed({"id": "3"}) == 2 and forget_set_seed({"id": "03"}) not in (2, seeds["a"])
     sets = [random_forget_set(300, 20, seeds[i]).tolist() for i in (1, "a", "b")]
     assert sets[0] != sets[1] and sets[1] != sets[2] and sets[0] != sets[2]
 

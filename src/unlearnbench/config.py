@@ -604,11 +604,13 @@ def pool_shards(config: dict) -> list[tuple[int, int]]:
 
 
 def forget_set_seed(entry: dict) -> int:
-    """The seed of a random/class forget set: ``seed`` if given; else ``id - 1`` for integer ids (the
-    published convention: CIFAR-10 set 1 is ``seed(0)``); else a hash of the id, so that sets ``a`` and
-    ``b`` of one size hold different points. Always below 2**32 (numpy's legacy ``RandomState``)."""
+    """The seed of a random/class forget set: ``seed`` if given; else ``id - 1`` for an integer id (the
+    published convention: CIFAR-10 set 1 is ``seed(0)``; also for its plain decimal text ``"1"``, as a nested
+    ``--config`` value arrives); else a hash of the id, so that sets ``a`` and ``b`` of one size hold different
+    points. Always below 2**32 (numpy's legacy ``RandomState``)."""
     if "seed" in entry:
         return int(entry["seed"])
-    if isinstance(entry["id"], int):
-        return entry["id"] - 1
-    return derive_seed("forget_set", entry["id"]) % 2**32
+    fs_id = entry["id"]
+    if isinstance(fs_id, int) or re.fullmatch(r"[1-9][0-9]*", str(fs_id)):
+        return int(fs_id) - 1
+    return derive_seed("forget_set", fs_id) % 2**32
