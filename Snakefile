@@ -20,8 +20,11 @@ if not workflow.overwrite_configfiles:
 
 
 try:
+    # plug-ins are imported once, by the main process (jobs import their own method's module anyway)
     validate(
-        config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+        config,
+        os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"),
+        import_plugins=workflow.is_main_process,
     )
 except ConfigError as err:
     sys.exit(f"Invalid config: {err}")
@@ -48,11 +51,19 @@ rule all:
         REPORT_TARGETS,
 
 
+onstart:
+    # temp files of writers killed by SIGKILL (never one a live job holds: see storage.sweep_stale_temp_files)
+    from unlearnbench.storage import sweep_stale_temp_files
+
+    for path in sweep_stale_temp_files("results"):
+        print(f"removed stale temp file {path}")
+
+
 onsuccess:
     # only when the run made the summary (not for single targets or partial runs)
     if os.path.exists("results/klom_summary.csv"):
         print_summary("results/klom_summary.csv")
         print(
             "\nBest run per method and forget set: results/summary.md (figures: results/figures/; "
-            "HTML report: snakemake --report results/report.html)"
+            "HTML report: unlearnbench report)"
         )

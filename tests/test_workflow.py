@@ -134,7 +134,8 @@ def test_a_user_plugin_and_a_diverging_run_go_through_the_dag(workflow_copy):
     }
     name = write_config(workflow_copy, config)
     path = os.pathsep.join(filter(None, [str(workflow_copy), os.environ.get("PYTHONPATH")]))  # keep the library's
-    snakemake(workflow_copy, "--configfile", name, env={"PYTHONPATH": path})
+    env = {"PYTHONPATH": path}
+    snakemake(workflow_copy, "--configfile", name, env=env)
     table = pd.read_csv(workflow_copy / "results/klom_summary.csv")
     plugin_runs = table[table.method == "capped_ascent"]
     assert set(plugin_runs.run) == {"cap~3.0_lr~0.01", "cap~3.0_lr~0.05"}
@@ -144,6 +145,11 @@ def test_a_user_plugin_and_a_diverging_run_go_through_the_dag(workflow_copy):
     assert (diverged.accuracy == 0).all()  # a diverged model classifies nothing
     saturation = math.log(1 / config["klom"].get("eps", 1e-5))
     assert diverged.p95.tolist() == pytest.approx([saturation] * 3)
+
+    # an unused plug-in entry changes no job's params: nothing reruns
+    config["plugins"]["unused"] = "my_methods:capped_ascent"
+    proc = snakemake(workflow_copy, "-n", "--configfile", write_config(workflow_copy, config), env=env)
+    assert planned_jobs(proc) == {}, proc.stdout[-3000:]
 
 
 def test_the_pool_serves_datamodels_attribution_sets_and_ulira(workflow_copy):

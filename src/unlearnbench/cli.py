@@ -8,7 +8,6 @@ functions: scoring jobs are started once per job, and start-up time is part of t
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +17,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 EXIT_USAGE = 2  # argparse's code for bad usage; also used for unreadable or inconsistent inputs
+# Histogram bins a KLOM call may ask for (the published estimator uses 20; the config schema's klom.bins has the
+# same bound). Beyond it a histogram has more bins than any sample has models, and 10**9 bins need gigabytes.
+MAX_BINS = 100_000
 
 
 class CliError(Exception):
@@ -40,12 +42,50 @@ def _add_estimator_args(p: argparse.ArgumentParser) -> None:
         default="unlearned-oracle",
         help="KL(P || Q) with P first: unlearned-oracle is KL(unlearned || oracle) (default: %(default)s)",
     )
-    p.add_argument("--bins", type=int, default=20, help=f"histogram bins {from_spec}")
+    p.add_argument("--bins", type=int, default=20, help=f"histogram bins, at most {MAX_BINS} {from_spec}")
     p.add_argument("--eps", type=float, default=1e-5, help=f"probability floor {from_spec}")
-    p.add_argument("--clip", type=float, nargs=2, default=(-100.0, 100.0), metavar=("LOW", "HIGH"),
-                   help=f"margins are clipped to [LOW, HIGH] {from_spec}")
+    p.add_argument("--clip", type=_clip_pair, default=(-100.0, 100.0), metavar="LOW HIGH",
+                   help="margins are clipped to [LOW, HIGH]; also --clip=LOW,HIGH; negative and infinite bounds "
+                        f"are fine (--clip -1e3 1e3, --clip -inf 5) {from_spec}")
     p.add_argument("--inclusive-last-bin", action="store_true",
                    help="close the last bin so values equal to the maximum are counted (default: dropped)")
+    p.allow_abbrev = False  # --clip is recognised by its full name before parsing (see _clip_arguments)
+
+
+def _clip_pair(text: str) -> tuple[float, float]:
+    """``"LOW,HIGH"`` -> (low, high) with low < high; infinities allowed, NaN not."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW HIGH (or LOW,HIGH), two numbers, got {text!r}") from None
+    if not low < high:
+        raise argparse.ArgumentTypeError(f"LOW must be below HIGH, got {low} and {high}")
+    return low, high
+
+
+def _clip_arguments(argv: Sequence[str]) -> list[str]:
+    """Rewrite ``--clip LOW HIGH`` as ``--clip=LOW,HIGH``.
+
+    argparse takes ``-1e3`` or ``-inf`` after an option for another option (it recognises only plain negative
+    numbers such as ``-3``), so ``--clip -1e3 1e3`` would be refused; joined with ``=`` the values are read as
+    values. ``--clip=LOW,HIGH`` and ``--clip LOW,HIGH`` pass through unchanged.
+    """
+    args, out = list(argv), []
+    while args:
+        arg = args.pop(0)
+        if arg == "--clip" and args and "," not in args[0] and len(args) >= 2:
+            out.append(f"--clip={args.pop(0)},{args.pop(0)}")
+        elif arg == "--clip" and args:
+            out.append(f"--clip={args.pop(0)}")
+        else:
+            out.append(arg)
+    return out
+
+
+def _check_bins(args: argparse.Namespace) -> None:
+    if args.bins > MAX_BINS:
+        raise CliError(f"--bins {args.bins}: at most {MAX_BINS} bins (each point's histogram holds bins counts; "
+                       "the published estimator uses 20)")
 
 
 def _cmd_klom(args: argparse.Namespace) -> int:
@@ -54,6 +94,7 @@ def _cmd_klom(args: argparse.Namespace) -> int:
 
     from unlearnbench.metrics.klom import klom
 
+    _check_bins(args)
     unlearned, oracle = _load_npy(args.unlearned), _load_npy(args.oracle)
     for name, arr in (("unlearned", unlearned), ("oracle", oracle)):
         if arr.ndim != 2:
@@ -113,6 +154,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         raise CliError(f"--out {args.out}: unknown suffix (expected {', '.join(TABLE_SUFFIXES)})")
     if args.bootstrap < 0:
         raise CliError(f"--bootstrap {args.bootstrap}: must be 0 or more")
+    _check_bins(args)
     try:
         unlearned, oracle = load_margins(args.unlearned), load_margins(args.oracle)
         if unlearned.shape[1] != oracle.shape[1]:
@@ -163,12 +205,34 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("results/report.html"),
+                   help="where the report goes, .html or .zip (default: %(default)s)")
+    p.add_argument("--configfile", nargs="+", default=[], metavar="FILE", help="as for snakemake")
+    p.add_argument("--config", nargs="+", default=[], metavar="KEY=VALUE", help="as for snakemake")
+    p.add_argument("--allow-stale", action="store_true",
+                   help="build the report although jobs are pending (it then shows stale or missing results)")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    """The HTML report of an up-to-date run, written atomically (see unlearnbench.report_command)."""
+    from unlearnbench.report_command import ReportError, build_report, config_args
+
+    try:
+        build_report(args.out, config_args(args.configfile, args.config), allow_stale=args.allow_stale)
+    except ReportError as exc:
+        raise CliError(str(exc)) from None
+    print(f"report written to {args.out}")
+    return 0
+
+
 # name -> (declare its arguments, run it and return the exit code, one-line help)
 Subcommand = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]
 SUBCOMMANDS: dict[str, Subcommand] = {
     "klom": (_add_klom_args, _cmd_klom, "per-point KLOM of unlearned vs oracle margins"),
     "score": (_add_score_args, _cmd_score, "KLOM, accuracy and ε per group (forget, retain, val) of margins from any "
               "framework"),
+    "report": (_add_report_args, _cmd_report, "the HTML report of an up-to-date run, written atomically"),
 }
 
 
@@ -188,23 +252,17 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` via a temp file in the same directory and ``os.replace``.
+    """Write ``array`` to ``path`` through :func:`unlearnbench.storage.atomic_path` (temp file, then rename).
 
-    Readers (and Snakemake) never see a half-written file.  The temp name ends in ``.npy`` so ``np.save`` writes
-    exactly that file instead of appending a suffix; it carries the pid so concurrent writers do not collide, and
-    is created with ``open`` so the result gets the usual umask permissions.
+    Readers (and Snakemake) never see a half-written file; a temp file left by a killed process has the name the
+    workflow's start-up sweep recognises (``storage.sweep_stale_temp_files``).
     """
     import numpy as np
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    try:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    from unlearnbench.storage import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; returns the exit code (2 for bad usage or bad input files)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_clip_arguments(sys.argv[1:] if argv is None else argv))
     try:
         return args.func(args)
     except CliError as exc:

@@ -5,9 +5,14 @@ Importable without torch: the Snakefile calls it at every parse, including insid
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
+import importlib
 import itertools
+import math
 import os
+import re
 from collections.abc import Iterator
 
 import yaml
@@ -15,13 +20,27 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import best_match
 
 from .data import DATASETS
+from .seeds import derive_seed
 
 # Keys of a method's config entry that are not grid axes.
 SNAPSHOT_KEY = "epochs"
+# Fewest unlearned models a KLOM score works with (one model has no ε score: metrics.epsilon.forget_score).
+MIN_SCORED_MODELS = 2
+# The statistic the report ranks by (workflow/rules/report.smk REPORT_STAT); klom.percentiles must produce it.
+REPORT_PERCENTILE = "p95"
 
 
 class ConfigError(ValueError):
     """A config value is invalid; the message names the key."""
+
+
+def _strict_integers(validator_class):
+    """``integer`` means a Python int: JSON Schema's own rule accepts ``3.0``, which would reach the jobs as a float
+    (``epochs: 3.0``, or ``--config n_models=1e3``, which Snakemake parses as 1000.0)."""
+    checker = validator_class.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    return validators.extend(validator_class, type_checker=checker)
 
 
 def _with_defaults(validator_class):
@@ -32,32 +51,141 @@ def _with_defaults(validator_class):
         if isinstance(instance, dict):
             for name, sub in properties.items():
                 if "default" in sub and name not in instance:
-                    instance[name] = sub["default"]
+                    instance[name] = copy.deepcopy(sub["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
     return validators.extend(validator_class, {"properties": set_defaults})
+
+
+VALIDATOR = _with_defaults(_strict_integers(Draft202012Validator))
 
 
 def _key(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def validate(config: dict, schema_path: str | os.PathLike) -> dict:
+def validate(config: dict, schema_path: str | os.PathLike, import_plugins: bool = False) -> dict:
     """Check ``config`` against the JSON schema and the cross-key rules; fill defaults in place.
 
+    Strings where the schema wants a number, boolean or null are converted first when they parse exactly
+    (``--config 'resources={gpu: 1}'`` arrives as strings). ``import_plugins`` also imports every plug-in
+    method (``plugins``), as its unlearning jobs will: the workflow asks for it once, in the main process.
     Raises :class:`ConfigError` with one message naming the offending key.
     """
-    with open(schema_path) as fh:
-        schema = yaml.safe_load(fh)
-    error = best_match(_with_defaults(Draft202012Validator)(schema).iter_errors(config))
-    if error is not None:
-        if error.validator == "additionalProperties":
-            raise ConfigError(f"config key {_key(error.absolute_path)}: {error.message} (unknown keys are errors)")
-        raise ConfigError(f"config key {_key(error.absolute_path)}: {error.message}")
-    _check_cross_keys(config, schema)
+    schema = load_schema(schema_path)
+    coerce_strings(config, schema)
+    _check_schema(config, schema)
+    for check in CROSS_KEY_CHECKS:
+        check(config, schema)
     _check_published_sources(config)
+    if import_plugins:
+        check_plugins_import(config)
     _sort_keys(config)
     return config
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_schema(path: str, mtime_ns: int) -> dict:
+    with open(path) as fh:
+        # libyaml when present: 15 ms instead of 148 ms for this schema (measured; every job parses it)
+        return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def load_schema(schema_path: str | os.PathLike) -> dict:
+    """The parsed schema (cached per path and modification time; callers must not modify it)."""
+    return _parse_schema(os.path.abspath(schema_path), os.stat(schema_path).st_mtime_ns)
+
+
+def _check_schema(instance, schema: dict, prefix: tuple = ()) -> None:
+    error = best_match(VALIDATOR(schema).iter_errors(instance))
+    if error is None:
+        return
+    key = _key(prefix + tuple(error.absolute_path))
+    if error.validator == "additionalProperties":
+        raise ConfigError(f"config key {key}: {error.message} (unknown keys are errors)")
+    hint = ""
+    if isinstance(error.instance, float) and error.instance.is_integer() and "integer" in str(error.schema):
+        hint = " (an integer is written without a decimal point or exponent)"
+    raise ConfigError(f"config key {key}: {error.message}{hint}")
+
+
+# --config strings ---------------------------------------------------------------------------------------
+
+_INTEGER = re.compile(r"[-+]?[0-9]+")
+_NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+_NULL = {"null", "Null", "NULL", "~", ""}
+_BOOLEAN = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+
+
+def coerce_strings(config: dict, schema: dict) -> None:
+    """Convert, in place, strings where the schema expects an integer, number, boolean or null.
+
+    Snakemake parses a nested ``--config`` value (``resources={gpu: 1}``) with YAML's base loader, so every
+    leaf arrives as a string. A string is converted only where the schema does not accept strings there and
+    the text parses exactly as the wanted type (``"1"`` -> 1, ``"0.5"`` -> 0.5, ``"true"`` -> True,
+    ``"null"`` -> None); anything else is left for validation to refuse with the key's name.
+    """
+    _coerce(config, schema, schema)
+    ulira = config.get("ulira")
+    if isinstance(ulira, dict) and isinstance(ulira.get("methods"), dict):
+        _coerce(ulira["methods"], schema["properties"]["methods"], schema)
+
+
+def _resolve(node: dict, root: dict) -> dict:
+    while isinstance(node, dict) and "$ref" in node:
+        node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    return node if isinstance(node, dict) else {}
+
+
+def _branches(node: dict, root: dict) -> list[dict]:
+    node = _resolve(node, root)
+    alternatives = node.get("oneOf") or node.get("anyOf")
+    if alternatives:
+        return [b for alt in alternatives for b in _branches(alt, root)]
+    return [node]
+
+
+def _types(branches: list[dict]) -> set[str]:
+    types = set()
+    for b in branches:
+        t = b.get("type")
+        types.update([t] if isinstance(t, str) else t or [])
+        if "enum" in b:
+            types.update(type(v).__name__ for v in b["enum"])  # 'str' marks an enum of strings
+    return types
+
+
+def _parse(text: str, types: set[str]):
+    if "integer" in types and _INTEGER.fullmatch(text):
+        return int(text)
+    if "number" in types and _NUMBER.fullmatch(text):
+        return int(text) if _INTEGER.fullmatch(text) else float(text)
+    if "boolean" in types and text in _BOOLEAN:
+        return _BOOLEAN[text]
+    if "null" in types and text in _NULL:
+        return None
+    return text
+
+
+def _coerce(value, node: dict, root: dict):
+    branches = _branches(node, root)
+    types = _types(branches)
+    if isinstance(value, str):
+        return value if types & {"string", "str"} or not types else _parse(value, types)
+    if isinstance(value, dict):
+        for b in branches:
+            if "properties" in b or "additionalProperties" in b:
+                for name, item in value.items():
+                    sub = b.get("properties", {}).get(name, b.get("additionalProperties"))
+                    if isinstance(sub, dict):
+                        value[name] = _coerce(item, sub, root)
+                break
+    elif isinstance(value, list):
+        for b in branches:
+            if isinstance(b.get("items"), dict):
+                value[:] = [_coerce(item, b["items"], root) for item in value]
+                break
+    return value
 
 
 def _sort_keys(value) -> None:
@@ -86,27 +214,60 @@ def dataset_spec(config: dict):
     return dataclasses.replace(spec, n_train=data.get("n_train", spec.n_train), n_val=data.get("n_val", spec.n_val))
 
 
-def _check_cross_keys(config: dict, schema: dict) -> None:
+# cross-key checks: each refuses one kind of config that the schema alone lets through ---------------------
+
+
+def _check_forget_sets(config: dict, schema: dict) -> None:
     spec = dataset_spec(config)
     ids = [str(fs["id"]) for fs in config["forget_sets"]]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"config key forget_sets: ids must be unique, got {ids}")
     for i, fs in enumerate(config["forget_sets"]):
         where = f"forget_sets.{i}"
-        if "size" in fs and fs["size"] > spec.n_train:
+        if "size" in fs and fs["size"] >= spec.n_train:
             raise ConfigError(
-                f"config key {where}.size: {fs['size']} exceeds the {spec.n_train} train points of {config['dataset']}"
+                f"config key {where}.size: {fs['size']} would leave none of the {spec.n_train} train points of "
+                f"{config['dataset']} to retain (a forget set holds fewer points than the train split)"
             )
         if fs["kind"] == "class":
             bad = [c for c in fs["classes"] if c >= spec.num_classes]
             if bad:
                 raise ConfigError(f"config key {where}.classes: {bad} not below {spec.num_classes} classes")
+            if "size" not in fs and set(fs["classes"]) >= set(range(spec.num_classes)):
+                raise ConfigError(f"config key {where}.classes: every class, no size: nothing would be retained")
         if fs.get("url") and fs["kind"] != "file":
             raise ConfigError(f"config key {where}.url: only a file forget set has a url")
         if fs["kind"] == "file" and not fs.get("path") and not fs.get("url"):
             raise ConfigError(f"config key {where}.path: a file forget set needs a path (or a url)")
         if fs["kind"] == "random" and "size" not in fs:
             raise ConfigError(f"config key {where}.size: a random forget set needs a size")
+        if fs["kind"] == "attribution_pc" and not {"component", "mode", "size"} <= set(fs):
+            raise ConfigError(f"config key {where}: attribution_pc needs component, mode and size")
+    _check_drawn_sets_differ(config["forget_sets"])
+
+
+def _check_drawn_sets_differ(forget_sets: list[dict]) -> None:
+    """Two seeded draws with the same kind, size (and classes) and seed hold the same points: refused unless
+    both seeds were written in the config (then the user asked for it)."""
+    seen: dict[tuple, int] = {}
+    for i, fs in enumerate(forget_sets):
+        if fs["kind"] not in ("random", "class") or "size" not in fs:
+            continue
+        draw = (fs["kind"], fs["size"], tuple(sorted(fs.get("classes", ()))), forget_set_seed(fs))
+        if draw in seen and not ("seed" in fs and "seed" in forget_sets[seen[draw]]):
+            other = forget_sets[seen[draw]]
+            raise ConfigError(
+                f"config key forget_sets.{i}.seed: forget sets {other['id']!r} and {fs['id']!r} would hold the same "
+                f"points (same kind, size and seed {draw[-1]}); give one of them another seed"
+            )
+        seen.setdefault(draw, i)
+
+
+# U-LiRA and the built-in methods below accept these names for methods and plug-in hyperparameter keys
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def _check_methods(config: dict, schema: dict) -> None:
     built_in = set(schema["properties"]["methods"]["properties"])
     plugins = config.get("plugins", {})
     for name, entry in config["methods"].items():
@@ -119,29 +280,196 @@ def _check_cross_keys(config: dict, schema: dict) -> None:
         for key, value in entry.items():
             if isinstance(value, list) and not value:
                 raise ConfigError(f"config key methods.{name}.{key}: empty list")
-        if name in plugins and not entry.get(SNAPSHOT_KEY):
-            raise ConfigError(f"config key methods.{name}.{SNAPSHOT_KEY}: a plug-in method needs snapshot epochs")
-    unknown = sorted(set(map(str, config["import"].get("oracle_margins", {}))) - set(ids))
-    if unknown:
-        raise ConfigError(f"config key import.oracle_margins.{unknown[0]}: no forget set has this id")
+        if name in plugins:
+            _check_plugin_entry(name, entry)
+
+
+def _check_plugin_entry(name: str, entry: dict) -> None:
+    """A plug-in's entry has no schema of its own: keys are keyword arguments, ``epochs`` snapshot epochs, and
+    learning rates (``lr``, ``*_lr``) positive, as for the built-in methods."""
+    where = f"methods.{name}"
+    epochs = entry.get(SNAPSHOT_KEY)
+    if not epochs:
+        raise ConfigError(f"config key {where}.{SNAPSHOT_KEY}: a plug-in method needs snapshot epochs")
+    if not isinstance(epochs, list) or not all(isinstance(e, int) and not isinstance(e, bool) and e >= 1
+                                               for e in epochs):
+        raise ConfigError(f"config key {where}.{SNAPSHOT_KEY}: a list of positive integers, got {epochs!r}")
+    for key, value in entry.items():
+        if not _NAME.fullmatch(str(key)):
+            raise ConfigError(f"config key {where}.{key}: a hyperparameter name is a Python identifier")
+        if key == "lr" or str(key).endswith("_lr"):
+            for v in value if isinstance(value, list) else [value]:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                    raise ConfigError(f"config key {where}.{key}: a learning rate must be a number above 0, got {v!r}")
+
+
+def _check_models(config: dict, schema: dict) -> None:
+    """Held-out oracles: the ``oracle`` method's unlearned models are the held-out oracles, and a KLOM score
+    needs at least 2 unlearned models (the ε score's buckets are undefined for one); oracle matching needs
+    one target oracle."""
+    methods, held_out = config["methods"], config["n_holdout_oracles"]
+    if "oracle" in methods and held_out < MIN_SCORED_MODELS:
+        raise ConfigError(
+            f"config key n_holdout_oracles: the oracle method scores the held-out oracles as its unlearned models; "
+            f"it needs at least {MIN_SCORED_MODELS}, got {held_out}"
+        )
+    if "oracle_matching" in methods and held_out < 1:
+        raise ConfigError("config key n_holdout_oracles: oracle_matching needs at least 1 held-out oracle as target")
+    if config["pool"] and config["pool"]["n_models"] <= config["datamodels"]["holdout_models"]:
+        raise ConfigError("config key datamodels.holdout_models: must be below pool.n_models")
+
+
+def _check_klom(config: dict, schema: dict) -> None:
+    klom = config["klom"]
+    low, high = klom["clip"]
+    if not low < high:
+        raise ConfigError(f"config key klom.clip: [low, high] with low < high, got {klom['clip']}")
+    names = [f"p{q:g}" for q in klom["percentiles"]]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"config key klom.percentiles: each percentile once, got {klom['percentiles']}")
+    if REPORT_PERCENTILE not in names:
+        raise ConfigError(
+            f"config key klom.percentiles: must include 95 (the tables, figures and intervals rank by "
+            f"{REPORT_PERCENTILE}), got {klom['percentiles']}"
+        )
+
+
+def _check_pool_users(config: dict, schema: dict) -> None:
     pool_users = [f"methods.{m}" for m in config["methods"] if m in ("dm_matching", "dm_direct")]
     pool_users += [f"forget_sets.{i}" for i, fs in enumerate(config["forget_sets"]) if fs["kind"] == "attribution_pc"]
     pool_users += ["ulira"] if config.get("ulira") else []
     if pool_users and not config.get("pool"):
         raise ConfigError(f"config key {pool_users[0]}: needs the pool of random-half models; set pool.n_models")
-    for i, fs in enumerate(config["forget_sets"]):
-        if fs["kind"] == "attribution_pc" and not {"component", "mode", "size"} <= set(fs):
-            raise ConfigError(f"config key forget_sets.{i}: attribution_pc needs component, mode and size")
-    if config.get("ulira"):
-        for name in config["ulira"]["methods"]:
-            if name not in built_in or name in ("dm_matching", "dm_direct"):
-                raise ConfigError(f"config key ulira.methods.{name}: not available for U-LiRA")
-        if "oracle_matching" in config["ulira"]["methods"]:
+
+
+def _check_ulira(config: dict, schema: dict) -> None:
+    ulira = config.get("ulira")
+    if not ulira:
+        return
+    built_in = schema["properties"]["methods"]["properties"]
+    for name, entry in ulira["methods"].items():
+        if name not in built_in or name in ("dm_matching", "dm_direct"):
+            raise ConfigError(f"config key ulira.methods.{name}: not available for U-LiRA")
+        if name == "oracle_matching":
             raise ConfigError("config key ulira.methods.oracle_matching: needs oracles per request; not available")
-    if config.get("pool") and config["pool"]["n_models"] <= config["datamodels"]["holdout_models"]:
-        raise ConfigError("config key datamodels.holdout_models: must be below pool.n_models")
-    if config["n_holdout_oracles"] == 0 and "oracle" in config["methods"]:
-        raise ConfigError("config key n_holdout_oracles: the oracle method needs at least one held-out oracle")
+        _check_schema(entry, {"$defs": schema["$defs"], **built_in[name]}, ("ulira", "methods", name))
+    spec = dataset_spec(config)
+    target = ulira["target_pool"]
+    if target["size"] > spec.n_train:
+        raise ConfigError(f"config key ulira.target_pool.size: {target['size']} exceeds the {spec.n_train} train points")
+    bad = [c for c in target.get("classes", []) if c >= spec.num_classes]
+    if bad:
+        raise ConfigError(f"config key ulira.target_pool.classes: {bad} not below {spec.num_classes} classes")
+    if ulira["request_size"] > target["size"] // 2:
+        raise ConfigError(
+            f"config key ulira.request_size: {ulira['request_size']} exceeds half the target pool "
+            f"({target['size']} // 2): a request is drawn from the target-pool points its model trained on, "
+            "about half of them"
+        )
+    runs = config["pool"]["n_models"] * ulira["n_requests"]
+    if ulira["n_targets"] >= runs:
+        raise ConfigError(
+            f"config key ulira.n_targets: {ulira['n_targets']} targets leave no shadow run among the "
+            f"{runs} unlearned runs (pool.n_models x ulira.n_requests)"
+        )
+
+
+def _check_imports(config: dict, schema: dict) -> None:
+    ids = {str(fs["id"]) for fs in config["forget_sets"]}
+    unknown = sorted(set(map(str, config["import"].get("oracle_margins", {}))) - ids)
+    if unknown:
+        raise ConfigError(f"config key import.oracle_margins.{unknown[0]}: no forget set has this id")
+
+
+def _check_size(config: dict, schema: dict) -> None:
+    """Refuse runs beyond ``limits`` before Snakemake spends minutes (and gigabytes) planning them."""
+    from .plan_size import estimate
+
+    size = estimate(config, dataset_spec(config))
+    limits = config["limits"]
+    if size.jobs > limits["max_jobs"]:
+        raise ConfigError(
+            f"config key {size.jobs_key}: the run would have about {size.jobs:,} jobs, above limits.max_jobs = "
+            f"{limits['max_jobs']:,} (raise models_per_job, shrink the grid, or raise the limit)"
+        )
+    kind, need = size.largest_job
+    if need > limits["max_job_memory_gib"] * 2**30:
+        raise ConfigError(
+            f"config key {size.memory_key[kind]}: a {kind} job would hold about {need / 2**30:,.1f} GiB, above "
+            f"limits.max_job_memory_gib = {limits['max_job_memory_gib']}"
+        )
+
+
+def _check_grids(config: dict, schema: dict) -> None:
+    for section, methods in (("methods", config["methods"]), ("ulira.methods", (config.get("ulira") or {}).get("methods", {}))):
+        for name, entry in methods.items():
+            check_grid(entry or {}, f"{section}.{name}")
+
+
+# Run ids name result folders: plain text, and short enough for any file system (255 bytes per name).
+MAX_RUN_ID_LENGTH = 200
+_SIMPLE_TEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def check_grid(entry: dict, where: str) -> None:
+    """Grid values are finite numbers, booleans or simple text; no value twice on an axis (``1`` and ``1.0``);
+    run ids unique (``1`` and ``"1"`` would share one), path-safe and at most MAX_RUN_ID_LENGTH characters."""
+    for key, values in entry.items():
+        if key == SNAPSHOT_KEY:
+            continue
+        seen = {}
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, bool):
+                norm = ("bool", value)
+            elif isinstance(value, (int, float)):
+                if not math.isfinite(value):
+                    raise ConfigError(f"config key {where}.{key}: {value!r} is not a finite number")
+                norm = ("number", float(value))
+            elif isinstance(value, str) and _SIMPLE_TEXT.fullmatch(value):
+                norm = ("text", value)
+            else:
+                raise ConfigError(
+                    f"config key {where}.{key}: grid values are numbers, booleans or text of letters, digits and "
+                    f"'._+-' (they name result folders), got {value!r}"
+                )
+            if norm in seen:
+                raise ConfigError(f"config key {where}.{key}: {seen[norm]!r} and {value!r} are the same grid point")
+            seen[norm] = value
+    ids: dict[str, dict] = {}
+    for point in grid(entry):
+        rid = run_id(point)
+        if rid in ids:
+            raise ConfigError(f"config key {where}: grid points {ids[rid]} and {point} share the run id {rid!r}")
+        if len(rid) > MAX_RUN_ID_LENGTH:
+            raise ConfigError(f"config key {where}: run id {rid[:60]!r}... is longer than {MAX_RUN_ID_LENGTH} characters")
+        ids[rid] = point
+
+
+CROSS_KEY_CHECKS = (
+    _check_forget_sets, _check_models, _check_klom, _check_methods, _check_pool_users, _check_ulira,
+    _check_imports, _check_size, _check_grids,
+)
+
+
+def check_plugins_import(config: dict) -> None:
+    """Import every plug-in's module and find its function, as its unlearning jobs will.
+
+    Done at validation (in the workflow's main process only), so a missing module, one that raises on import, or
+    a missing function is refused before any job instead of failing every unlearning job after training.
+    """
+    for name, target in config.get("plugins", {}).items():
+        module_name, _, attr = target.partition(":")
+        where = f"config key plugins.{name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name and (module_name == err.name or module_name.startswith(err.name + ".")):
+                raise ConfigError(f"{where}: no module {err.name!r} on the PYTHONPATH (sys.path) of this run") from None
+            raise ConfigError(f"{where}: importing {module_name!r} raised {type(err).__name__}: {err}") from None
+        except Exception as err:  # the plug-in's own code failed; show what it raised
+            raise ConfigError(f"{where}: importing {module_name!r} raised {type(err).__name__}: {err}") from None
+        if not callable(getattr(module, attr, None)):
+            raise ConfigError(f"{where}: module {module_name!r} has no function {attr!r}")
 
 
 def _check_published_sources(config: dict) -> None:
@@ -277,8 +605,13 @@ def pool_shards(config: dict) -> list[tuple[int, int]]:
 
 
 def forget_set_seed(entry: dict) -> int:
-    """The seed of a random/class forget set: ``seed`` if given, else ``id - 1`` for integer ids (the
-    published convention: CIFAR-10 set 1 is ``seed(0)``), else 0."""
+    """The seed of a random/class forget set: ``seed`` if given; else ``id - 1`` for an integer id (the
+    published convention: CIFAR-10 set 1 is ``seed(0)``; also for its plain decimal text ``"1"``, as a nested
+    ``--config`` value arrives); else a hash of the id, so that sets ``a`` and ``b`` of one size hold different
+    points. Always below 2**32 (numpy's legacy ``RandomState``)."""
     if "seed" in entry:
         return int(entry["seed"])
-    return int(entry["id"]) - 1 if isinstance(entry["id"], int) else 0
+    fs_id = entry["id"]
+    if isinstance(fs_id, int) or re.fullmatch(r"[1-9][0-9]*", str(fs_id)):
+        return int(fs_id) - 1
+    return derive_seed("forget_set", fs_id) % 2**32

@@ -45,7 +45,14 @@ COUNTER = "num_batches_tracked"
 
 
 class PublishedFormatError(ValueError):
-    """A published file does not have the expected content."""
+    """A published file does not have the expected content. The file is the user's (``import`` in the config):
+    the message says what is wrong with it, never to delete or rebuild it."""
+
+    def __init__(self, message: str):
+        super().__init__(
+            f"{message}\n  This is a published asset you supplied (config key import), not a workflow output: "
+            "the workflow never rebuilds or deletes it. Replace it with the published file, then rerun snakemake."
+        )
 
 
 def _load(path: str | os.PathLike):

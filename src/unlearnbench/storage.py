@@ -2,14 +2,23 @@
 refuses pickled objects and names the broken file instead of failing deep inside numpy.
 
 Formats: arrays as ``.npz`` (a zip of ``.npy``; loaded with ``allow_pickle=False``), model weights as
-``safetensors`` (tensors only), tables as CSV/Parquet.
+``safetensors`` (tensors only), tables as CSV/Parquet. Identical content gives identical bytes (no
+timestamps, no hash-ordered metadata), so two identical runs can be compared file by file.
+
+A write in progress holds an exclusive ``flock`` on its temp file: :func:`sweep_stale_temp_files`
+removes only temp files nobody holds and nobody has written to for a while (a writer killed by
+SIGKILL leaves its temp file behind; the kernel releases its lock).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
+import struct
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -23,8 +32,14 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+try:  # POSIX; elsewhere temp files are swept by age alone
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+
 class ArtefactError(RuntimeError):
-    """A stored artefact is missing, truncated or corrupt."""
+    """A stored artefact (a workflow output) is missing, truncated or corrupt."""
 
     def __init__(self, path: str | os.PathLike, problem: str):
         self.path = str(path)
@@ -35,16 +50,34 @@ class ArtefactError(RuntimeError):
         )
 
 
+class UserInputError(ValueError):
+    """A file the user supplied (a forget-set file, an imported asset, the raw data) cannot be used.
+
+    Unlike :class:`ArtefactError` the advice is never to delete or rebuild it: the workflow did not make it
+    and cannot remake it; the user fixes or replaces it.
+    """
+
+    def __init__(self, path: str | os.PathLike, problem: str, what: str = "an input file you supplied"):
+        self.path = str(path)
+        super().__init__(
+            f"{problem}: {self.path}\n"
+            f"  This is {what}, not a workflow output: the workflow never rebuilds or deletes it. "
+            "Fix or replace the file, then rerun snakemake."
+        )
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it over ``path`` only if the block succeeds.
 
-    A killed job therefore never leaves a half-written file under the final name.
+    A killed job therefore never leaves a half-written file under the final name. The temp file is named
+    ``.<name>.<8 random characters>.tmp`` and locked (``flock``) until the block ends, so that
+    :func:`sweep_stale_temp_files` never removes it while its writer is alive.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    _try_lock(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)
@@ -52,6 +85,53 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        os.close(fd)  # releases the lock
+
+
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive lock without waiting; False when it is held elsewhere (or locks are unsupported)."""
+    if fcntl is None:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held by a live writer (EWOULDBLOCK), or no lock support on this file system
+        return False
+    return True
+
+
+# atomic_path's temp names: "." + final name + "." + mkstemp's 8 characters + ".tmp"
+TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+# A temp file untouched for this long whose lock nobody holds belongs to a dead writer. The age also protects
+# writers on another host whose file system does not share locks: a live writer keeps writing (moving mtime).
+STALE_AFTER_S = 15 * 60
+
+
+def sweep_stale_temp_files(root: str | os.PathLike, stale_after_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove the temp files of writers that died under ``root`` (a SIGKILL leaves them); return them.
+
+    A file goes only when (1) its name is :func:`atomic_path`'s temp pattern, (2) it has not been modified for
+    ``stale_after_s`` seconds and (3) this process can take its exclusive lock, i.e. no live writer holds it.
+    """
+    removed: list[Path] = []
+    now = time.time()
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if not TEMP_NAME.fullmatch(name):
+                continue
+            path = Path(folder, name)
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:  # gone meanwhile (its writer finished), or unreadable
+                continue
+            try:
+                if now - os.fstat(fd).st_mtime >= stale_after_s and (_try_lock(fd) or fcntl is None):
+                    path.unlink()
+                    removed.append(path)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+    return removed
 
 
 def save_arrays(path: str | os.PathLike, **arrays: np.ndarray) -> None:
@@ -81,14 +161,25 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
         np.save(fh, np.asarray(array))
 
 
-def load_npy(path: str | os.PathLike) -> np.ndarray:
-    """Read one ``.npy`` array (no pickles); raise :class:`ArtefactError` on damage."""
+def load_npy(path: str | os.PathLike, user_input: str | None = None) -> np.ndarray:
+    """Read one ``.npy`` array (no pickles); raise :class:`ArtefactError` on damage.
+
+    ``user_input`` describes a file the user supplied (e.g. "the file of forget set 4 (config key
+    forget_sets[].path)"): problems then raise :class:`UserInputError`, which does not advise a rebuild.
+    """
+    def fail(problem):
+        return UserInputError(path, problem, user_input) if user_input else ArtefactError(path, problem)
+
     if not os.path.exists(path):
-        raise ArtefactError(path, "missing file")
+        raise fail("missing file")
     try:
-        return np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
-        raise ArtefactError(path, f"cannot read array ({type(err).__name__}: {err})") from err
+        raise fail(f"cannot read array ({type(err).__name__}: {err})") from err
+    if not isinstance(array, np.ndarray):  # an .npz archive under an .npy name
+        array.close()
+        raise fail("expected one .npy array, found an .npz archive")
+    return array
 
 
 def save_tensors(path: str | os.PathLike, tensors: Mapping, metadata: Mapping[str, str] | None = None) -> None:
@@ -98,6 +189,32 @@ def save_tensors(path: str | os.PathLike, tensors: Mapping, metadata: Mapping[st
     contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(contiguous, str(tmp), metadata=dict(metadata or {}))
+        _canonical_safetensors_header(tmp)
+
+
+def _canonical_safetensors_header(path: str | os.PathLike) -> None:
+    """Rewrite a safetensors header with its metadata keys sorted.
+
+    The library writes ``__metadata__`` in the iteration order of a Rust hash map, which is randomised per
+    process: identical shards would differ byte for byte between runs. The header is JSON after an 8-byte
+    little-endian length, padded with spaces; the sorted text has the same length, so it is rewritten in place
+    (else the file is rewritten whole with the new, re-padded header).
+    """
+    with open(path, "r+b") as fh:
+        (length,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(length))
+        metadata = header.pop("__metadata__", None)
+        canonical = {"__metadata__": dict(sorted(metadata.items()))} if metadata is not None else {}
+        canonical.update(header)
+        text = json.dumps(canonical, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) <= length:
+            fh.seek(8)
+            fh.write(text + b" " * (length - len(text)))
+            return
+        data = fh.read()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(text)) + text + data)
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict, dict[str, str]]:

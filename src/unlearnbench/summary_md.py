@@ -186,7 +186,7 @@ def summary_markdown(
         table, note = headline_extra(table, best)
         lines += ["", f"## {name}", "", *([note, ""] if note else []), markdown_table(table)]
     lines += ["", f"Full table: `{source}`. Figures: `results/figures/`. "
-              "HTML report: `snakemake --report results/report.html`.", ""]
+              "HTML report: `unlearnbench report` (results/report.html).", ""]
     return "\n".join(lines)
 
 

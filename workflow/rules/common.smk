@@ -3,6 +3,7 @@
 import re
 
 from unlearnbench import config as plan
+from unlearnbench.fingerprints import DigestCache
 from unlearnbench.methods import lookup
 from unlearnbench.seeds import derive_seed
 
@@ -16,6 +17,8 @@ POOL_SHARDS = plan.pool_shards(config)
 BASE_SHARDS = plan.base_shards(config)
 ORACLE_SHARDS = plan.oracle_shards(config)
 RES = config["resources"]
+# content digests of the user's own input files (see get_forget_set_content)
+USER_FILES = DigestCache()
 
 SPLITS = f"results/data/{DATASET}/splits.npz"
 FORGET_SET = "results/forget_sets/{dataset}/forget_set_{forget_set}.npy"
@@ -55,6 +58,31 @@ def get_forget_set_entry(wildcards):
 
 def get_forget_set_seed(wildcards):
     return plan.forget_set_seed(FORGET_SETS[wildcards.forget_set])
+
+
+def get_forget_set_content(wildcards):
+    """The content digest of the user's own forget-set file (`path`): a replaced file reruns the job even
+    when it is older (cp -p). "missing" while a download stands in for it (a rule output, which Snakemake
+    tracks itself); a file put there later then reruns the job, as it replaces the download."""
+    entry = FORGET_SETS[wildcards.forget_set]
+    if entry["kind"] != "file" or not entry.get("path"):
+        return None
+    return USER_FILES.digests([entry["path"]])[0]
+
+
+def get_imported_state_dicts(wildcards):
+    """The published state dicts of one base shard (`import.base_weights`, `{index}` = model index)."""
+    pattern = config["import"]["base_weights"]
+    return [pattern.format(index=i) for i in range(*get_model_range(wildcards, "base"))]
+
+
+def get_method_plugin(wildcards):
+    """The plug-in target of this method only (``{}`` for a built-in one): adding or changing another
+    plug-in must not rerun this method's jobs."""
+    plugins = config["plugins"]
+    if wildcards.method not in plugins:
+        return {}
+    return {wildcards.method: plugins[wildcards.method]}
 
 
 def get_forget_set_input(wildcards):

@@ -29,5 +29,6 @@ rule make_forget_set:
         entry=get_forget_set_entry,
         seed=get_forget_set_seed,
         n_train=DATA.n_train,
+        content=get_forget_set_content,
     script:
         "../scripts/make_forget_set.py"

@@ -47,12 +47,10 @@ if IMPORT.get("base_weights"):
     ruleorder: import_base_weights > train_base
 
     # One published state dict per model (`base_weights` holds `{index}`), gathered into our shard.
+    # `content`: the files' digests, so a file replaced by an older one (cp -p) reruns the import.
     rule import_base_weights:
         input:
-            state_dicts=lambda w: [
-                IMPORT["base_weights"].format(index=i)
-                for i in range(*get_model_range(w, "base"))
-            ],
+            state_dicts=get_imported_state_dicts,
         output:
             weights=WEIGHTS.replace("{family}", "base"),
         log:
@@ -64,6 +62,7 @@ if IMPORT.get("base_weights"):
             num_classes=DATA.num_classes,
             in_channels=DATA.in_channels,
             model_range=lambda w: get_model_range(w, "base"),
+            content=lambda w: USER_FILES.digests(get_imported_state_dicts(w)),
         script:
             "../scripts/import_base_weights.py"
 
@@ -90,6 +89,7 @@ if ORACLE_IMPORTS and IMPORTED_ORACLE_SHARDS:
             model_range=lambda w: get_model_range(w, "oracle"),
             n_train=DATA.n_train,
             n_val=DATA.n_val,
+            content=lambda w: USER_FILES.digests(ORACLE_IMPORTS[w.forget_set].values()),
         script:
             "../scripts/import_oracle_margins.py"
 

@@ -21,7 +21,7 @@ rule unlearn:
         hyperparameters=get_hyperparameters,
         epochs=get_snapshot_epochs,
         seeds=get_unlearn_seeds,
-        plugins=config["plugins"],
+        plugins=get_method_plugin,
         device=RES["device"],
         models_per_batch=RES["models_per_batch"],
     script:
