@@ -124,8 +124,11 @@ def _check_cross_keys(config: dict, schema: dict) -> None:
     unknown = sorted(set(map(str, config["import"].get("oracle_margins", {}))) - set(ids))
     if unknown:
         raise ConfigError(f"config key import.oracle_margins.{unknown[0]}: no forget set has this id")
-    pool_users = [f"methods.{m}" for m in config["methods"] if m in ("dm_matching", "dm_direct")]
-    pool_users += [f"forget_sets.{i}" for i, fs in enumerate(config["forget_sets"]) if fs["kind"] == "attribution_pc"]
+    pool_users = []
+    if not config["datamodels"].get("import"):  # imported datamodels replace the pool fit
+        pool_users += [f"methods.{m}" for m in config["methods"] if m in ("dm_matching", "dm_direct")]
+        pool_users += [f"forget_sets.{i}" for i, fs in enumerate(config["forget_sets"])
+                       if fs["kind"] == "attribution_pc"]
     pool_users += ["ulira"] if config.get("ulira") else []
     if pool_users and not config.get("pool"):
         raise ConfigError(f"config key {pool_users[0]}: needs the pool of random-half models; set pool.n_models")
