@@ -22,6 +22,7 @@ from unlearnbench.datamodels import (
     resolve_estimator,
 )
 from unlearnbench.metrics.ulira import pool_masks
+from unlearnbench.planted import planted_truth
 
 
 def ridge_reference(masks: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
@@ -163,30 +164,10 @@ def test_forget_effect_from_pool_equals_the_fitted_weights_summed_over_f():
 # estimators -------------------------------------------------------------------------------------------------------
 
 
-def planted_sparse(seed: int, n_train: int, n_models: int, n_forget: int, n_other: int, n_val: int,
-                   n_influencers: int = 50):
-    """A planted linear truth with the issue's numbers: random-half masks, self-influence U(0.5, 4) of every train
-    target, ``n_influencers`` random train points with N(0, 0.2²) effects on every target, output noise sd 1.
-
-    Targets (columns): the forget set F, ``n_other`` other train points, ``n_val`` validation-like points (no self
-    term).  Only the needed targets are generated, so n_train = 50,000 takes a second.  Returns masks, outputs,
-    F and the true forget effect Σ_{i∈F} θ_i(x) of every target.
-    """
-    rng = np.random.default_rng(seed)
-    masks = rng.random((n_models, n_train)) < 0.5
-    order = rng.permutation(n_train)
-    forget = np.sort(order[:n_forget])
-    train_targets = np.concatenate([forget, order[n_forget:n_forget + n_other]])
-    n_points = len(train_targets) + n_val
-    influencers = rng.integers(0, n_train, (n_points, n_influencers))
-    effects = rng.normal(0, 0.2, (n_points, n_influencers))
-    self_influence = rng.uniform(0.5, 4.0, len(train_targets))
-    x = masks.astype(np.float64)
-    outputs = np.einsum("mpk,pk->mp", x[:, influencers], effects) + rng.normal(0, 1.0, (n_models, n_points))
-    outputs[:, :len(train_targets)] += x[:, train_targets] * self_influence
-    truth = (effects * np.isin(influencers, forget)).sum(axis=1)
-    truth[:n_forget] += self_influence[:n_forget]
-    return masks, outputs, forget, truth
+def planted_sparse(seed: int, n_train: int, n_models: int, n_forget: int, n_other: int, n_val: int):
+    """The issue's planted truth (``unlearnbench.planted``): masks, outputs, F and the true effect of F per target."""
+    truth = planted_truth(n_train, n_models, [n_forget], n_other, n_val, seed)
+    return truth.masks, truth.outputs, truth.forget_sets[0], truth.effects[0]
 
 
 def slope_and_correlation(estimate: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
