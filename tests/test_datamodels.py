@@ -474,3 +474,163 @@ def test_attribute_command_bad_inputs_exit_2(tmp_path, capsys) -> None:
         err = capsys.readouterr().err
         assert needle in err and err.count("\n") == 1 and "Traceback" not in err, (args, err)
     assert not out.exists()
+
+
+# pipeline stages ---------------------------------------------------------------------------------------------------
+
+
+def write_pool_and_splits(tmp_path, n_models=24, n_train=40, n_val=10, n_classes=3):
+    from unlearnbench.data.splits import Splits, save_splits
+    from unlearnbench.storage import save_arrays
+
+    rng = np.random.default_rng(15)
+    masks = rng.random((n_models, n_train)) < 0.5
+    logits = rng.normal(size=(n_models, n_train + n_val, n_classes))
+    save_arrays(tmp_path / "pool.npz", margins=logits[..., 0], logits=logits, train_mask=masks,
+                model_index=np.arange(n_models))
+    labels = rng.integers(0, n_classes, n_train + n_val)
+    save_splits(tmp_path / "splits.npz", Splits(np.zeros((n_train, 1, 2, 2), np.uint8), labels[:n_train],
+                                                np.zeros((n_val, 1, 2, 2), np.uint8), labels[n_train:], 1.0,
+                                                np.zeros(1, np.float32), np.ones(1, np.float32)))
+    np.save(tmp_path / "forget.npy", np.array([2, 5, 7], dtype=np.int64))
+    return masks, logits, labels
+
+
+def test_effect_stage_uses_one_estimator_for_margins_and_logits(tmp_path) -> None:
+    from unlearnbench import pool_jobs
+    from unlearnbench.storage import load_arrays
+
+    masks, logits, _ = write_pool_and_splits(tmp_path)
+    pool_jobs.datamodel_effect(str(tmp_path / "forget.npy"), str(tmp_path / "e.npz"), "diff_means", 1.0,
+                               pool_margins=[str(tmp_path / "pool.npz")])
+    effect = load_arrays(tmp_path / "e.npz")
+    forget = np.array([2, 5, 7])
+    np.testing.assert_allclose(effect["margin_effect"], forget_effect_from_pool(masks, logits[..., 0], forget, 1.0,
+                                                                                "diff_means"), rtol=1e-5)
+    np.testing.assert_allclose(effect["logit_effect"], forget_effect_from_pool(masks, logits, forget, 1.0,
+                                                                               "diff_means"), rtol=1e-5, atol=1e-6)
+
+
+def test_effect_stage_with_an_imported_matrix(tmp_path) -> None:
+    from unlearnbench import pool_jobs
+    from unlearnbench.storage import load_arrays
+
+    _, _, labels = write_pool_and_splits(tmp_path)
+    beta = np.random.default_rng(16).normal(size=(40, 50)).astype(np.float32)
+    np.save(tmp_path / "beta.npy", beta)
+    pool_jobs.datamodel_effect(str(tmp_path / "forget.npy"), str(tmp_path / "e.npz"),
+                               imported={"weights": str(tmp_path / "beta.npy")}, splits=str(tmp_path / "splits.npz"))
+    effect = load_arrays(tmp_path / "e.npz")
+    want = beta[[2, 5, 7]].sum(0)
+    np.testing.assert_allclose(effect["margin_effect"], want, rtol=1e-6)
+    # no logit weights: the label logit carries the margin effect, so the predicted margin moves by exactly it
+    from unlearnbench.margins import margins_from_logits
+    import torch
+
+    z = torch.randn(50, 3)
+    y = torch.from_numpy(labels)
+    shifted = margins_from_logits(z - torch.from_numpy(effect["logit_effect"]), y)
+    torch.testing.assert_close(margins_from_logits(z, y) - shifted, torch.from_numpy(want), rtol=1e-5, atol=1e-5)
+    # logit weights given: used as they are
+    logit_beta = np.random.default_rng(17).normal(size=(40, 50, 3)).astype(np.float32)
+    np.save(tmp_path / "logit_beta.npy", logit_beta)
+    pool_jobs.datamodel_effect(str(tmp_path / "forget.npy"), str(tmp_path / "e2.npz"), splits=str(tmp_path / "splits.npz"),
+                               imported={"weights": str(tmp_path / "beta.npy"),
+                                         "logit_weights": str(tmp_path / "logit_beta.npy")})
+    np.testing.assert_allclose(load_arrays(tmp_path / "e2.npz")["logit_effect"], logit_beta[[2, 5, 7]].sum(0),
+                               rtol=1e-5)
+    np.save(tmp_path / "short.npy", beta[:, :49])
+    with pytest.raises(ValueError, match=r"short.npy: expected shape \[40, 50\]"):
+        pool_jobs.datamodel_effect(str(tmp_path / "forget.npy"), str(tmp_path / "e3.npz"),
+                                   imported={"weights": str(tmp_path / "short.npy")},
+                                   splits=str(tmp_path / "splits.npz"))
+
+
+def test_quality_and_fit_stages(tmp_path) -> None:
+    import pandas as pd
+
+    from unlearnbench import pool_jobs
+    from unlearnbench.storage import load_arrays
+
+    masks, logits, _ = write_pool_and_splits(tmp_path)
+    pool_jobs.datamodel_quality([str(tmp_path / "pool.npz")], "auto", 2.0, 6, [1, 4], 0, str(tmp_path / "q.csv"))
+    table = pd.read_csv(tmp_path / "q.csv")
+    assert (table.estimator == "ridge_rescaled").all()  # auto decides on all 24 models (24 >= 40/10)
+    assert set(zip(table.group_size, table.points)) == {(k, p) for k in (1, 4) for p in ("forget", "retain", "val")}
+    assert (table.n_fit_models == 18).all() and (table.n_holdout_models == 6).all()
+    expected = {"scale", "calibration_slope", "correlation", "mae", "predicted_sd", "output_correlation"}
+    assert expected <= set(table.columns)
+    # an imported matrix is judged against every pool model
+    np.save(tmp_path / "beta.npy", np.zeros((40, 50), np.float32))
+    pool_jobs.datamodel_quality([str(tmp_path / "pool.npz")], None, 2.0, 6, [1], 0, str(tmp_path / "qi.csv"),
+                                imported={"weights": str(tmp_path / "beta.npy")})
+    imported = pd.read_csv(tmp_path / "qi.csv")
+    assert (imported.estimator == "import").all() and (imported.n_holdout_models == 24).all()
+    assert (imported.mean_predicted == 0).all()
+    pool_jobs.fit_datamodels([str(tmp_path / "pool.npz")], "diff_means", 1.0, 40, str(tmp_path / "fit.npz"))
+    weights = load_arrays(tmp_path / "fit.npz")["weights"]
+    assert weights.shape == (40, 40) and weights.dtype == np.float32
+    np.testing.assert_allclose(weights, fit_datamodels(masks, logits[..., 0], 1.0, "diff_means")[0][:, :40],
+                               rtol=1e-5, atol=1e-6)
+    from unlearnbench.datamodels import train_by_train
+
+    np.testing.assert_array_equal(train_by_train(tmp_path / "fit.npz", 40), weights)
+    np.save(tmp_path / "full.npy", np.ones((40, 50), np.float32))
+    assert train_by_train(tmp_path / "full.npy", 40).shape == (40, 40)
+
+
+def test_the_report_shows_fit_quality_when_there_is_a_pool() -> None:
+    from unlearnbench import report_plan
+
+    tables = report_plan.enabled_optional_tables({"dataset": "digits", "pool": {"n_models": 8}})
+    assert tables["pool"][0] == "results/datamodels/digits/fit_quality.csv"
+    assert "pool" not in report_plan.enabled_optional_tables({"dataset": "digits", "pool": None})
+    targets = report_plan.targets([], {"dataset": "digits", "pool": {"n_models": 8}})
+    assert "results/report/pool_summary.html" in targets
+
+
+def test_config_accepts_imported_datamodels_instead_of_a_pool() -> None:
+    import yaml
+
+    from conftest import REPO, TINY_CONFIG
+    from unlearnbench.config import ConfigError, validate
+
+    schema = REPO / "workflow/schemas/config.schema.yaml"
+
+    def tiny(**datamodels):
+        config = yaml.safe_load((REPO / TINY_CONFIG).read_text())
+        config["methods"]["dm_direct"] = None
+        config.pop("pool", None)
+        config["datamodels"] = datamodels
+        return config
+
+    with pytest.raises(ConfigError, match="config key methods.dm_direct: needs the pool"):
+        validate(tiny(), schema)
+    checked = validate(tiny(**{"import": {"weights": "beta.npy"}}), schema)
+    assert checked["datamodels"]["import"] == {"weights": "beta.npy", "logit_weights": None}
+    assert checked["datamodels"]["estimator"] == "auto"
+    with pytest.raises(ConfigError, match="datamodels.import"):
+        validate(tiny(**{"import": {"logit_weights": "l.npy"}}), schema)
+    with pytest.raises(ConfigError, match="datamodels.estimator"):
+        validate(tiny(estimator="lasso"), schema)
+
+
+@pytest.mark.workflow
+def test_imported_datamodels_replace_the_pool_in_the_dag(workflow_copy) -> None:
+    """No pool: DM-direct, DMM and an attribution set read the imported file, which is an input of their jobs."""
+    import yaml
+
+    from conftest import TINY_CONFIG, planned_jobs, snakemake
+
+    config = yaml.safe_load((workflow_copy / TINY_CONFIG).read_text())
+    config["forget_sets"].append({"id": "pc1", "kind": "attribution_pc", "component": 1, "mode": "top", "size": 5})
+    config["methods"] = {"do_nothing": None, "dm_direct": None,
+                         "dm_matching": {"lr": [0.001], "batch_size": 16, "epochs": [1]}}
+    config["datamodels"] = {"import": {"weights": "beta.npy"}}
+    (workflow_copy / "imported.yaml").write_text(yaml.safe_dump(config))
+    missing = snakemake(workflow_copy, "-n", "--configfile", "imported.yaml", check=False)
+    assert missing.returncode != 0 and "beta.npy" in missing.stdout + missing.stderr
+    np.save(workflow_copy / "beta.npy", np.zeros((300, 1797), np.float32))
+    jobs = planned_jobs(snakemake(workflow_copy, "-n", "--configfile", "imported.yaml"))
+    assert jobs["datamodel_effect"] == 3 and jobs["make_forget_set"] == 3
+    assert not {"train_pool", "fit_datamodels", "datamodel_quality"} & set(jobs)
