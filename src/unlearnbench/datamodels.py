@@ -97,36 +97,49 @@ def attribution_weights(masks: np.ndarray, estimator: str, l2: float = 1.0,
     ``l2`` is the ridge penalty (unused by ``diff_means``).  Columns of points that every model or no model
     trained on have no ``diff_means`` coefficient: their weights are zero (see :meth:`PoolAttribution.identified`).
     """
-    x = _check_masks(masks)
+    return _weights_of(_check_masks(masks), estimator, l2)(columns)
+
+
+def _weights_of(x: np.ndarray, estimator: str, l2: float):
+    """``columns -> A[:, columns]`` for masks ``x``; a ridge factorisation is computed once and reused."""
     n_models, n_train = x.shape
-    cols = np.arange(n_train) if columns is None else np.asarray(columns, dtype=np.int64).ravel()
     estimator = resolve_estimator(estimator, n_models, n_train)
+
+    def cols(columns) -> np.ndarray:
+        return np.arange(n_train) if columns is None else np.asarray(columns, dtype=np.int64).ravel()
+
     if estimator == "diff_means":
-        sub = x[:, cols].astype(np.float64)
-        n_in = sub.sum(axis=0)
-        n_out = n_models - n_in
-        with np.errstate(divide="ignore", invalid="ignore"):
-            a = sub / n_in - (1.0 - sub) / n_out
-        a[:, (n_in == 0) | (n_out == 0)] = 0.0
-        return a
+        def diff_means(columns=None) -> np.ndarray:
+            sub = x[:, cols(columns)].astype(np.float64)
+            n_in = sub.sum(axis=0)
+            n_out = n_models - n_in
+            with np.errstate(divide="ignore", invalid="ignore"):
+                a = sub / n_in - (1.0 - sub) / n_out
+            a[:, (n_in == 0) | (n_out == 0)] = 0.0
+            return a
+
+        return diff_means
     if l2 < 0:
         raise ValueError(f"l2 must be non-negative, got {l2}")
     xc = x.astype(np.float64)
     xc -= xc.mean(axis=0)
-    if n_train <= n_models:  # primal: A = Xc (XcᵀXc + l2·I)⁻¹ [:, cols], an n_train × n_train system
-        eig, vec = np.linalg.eigh(xc.T @ xc)
-        inverse_cols = (vec / (eig + l2)) @ vec[cols].T
-        a = xc @ inverse_cols
-    else:  # dual: A = (XcXcᵀ + l2·I)⁻¹ Xc[:, cols], an M × M system (no n_train × n_train Gram matrix)
-        eig, vec = np.linalg.eigh(xc @ xc.T)
-        a = (vec / (eig + l2)) @ (vec.T @ xc[:, cols])
+    primal = n_train <= n_models  # an n_train × n_train system; else the M × M dual (no n_train² Gram matrix)
+    eig, vec = np.linalg.eigh(xc.T @ xc if primal else xc @ xc.T)
     if eig.min() + l2 <= 1e-10 * max(1.0, float(eig.max())):
         raise ValueError("the ridge system is singular: use a positive l2")
-    if estimator == "ridge_rescaled":
-        eig = np.clip(eig, 0.0, None)
-        df = float(np.sum(eig / (eig + l2)))
-        a *= n_train / df
-    return a
+    scale = 1.0
+    if estimator == "ridge_rescaled":  # divide by the mean shrinkage df / n (module doc)
+        clipped = np.clip(eig, 0.0, None)
+        scale = n_train / float(np.sum(clipped / (clipped + l2)))
+    inverse = vec / (eig + l2)
+
+    def ridge(columns=None) -> np.ndarray:
+        c = cols(columns)
+        if primal:  # A = Xc (XcᵀXc + l2·I)⁻¹ [:, cols]
+            return scale * (xc @ (inverse @ vec[c].T))
+        return scale * (inverse @ (vec.T @ xc[:, c]))  # A = (XcXcᵀ + l2·I)⁻¹ Xc[:, cols]
+
+    return ridge
 
 
 def _weighted_sum(a: np.ndarray, outputs: np.ndarray) -> np.ndarray:
@@ -169,6 +182,7 @@ class PoolAttribution:
         self.n_models, self.n_train = self.masks.shape
         self.estimator = resolve_estimator(estimator, self.n_models, self.n_train)
         self.l2 = float(l2)
+        self._columns = None  # columns -> A[:, columns], built on first use
         self._all: np.ndarray | None = None
 
     @property
@@ -177,13 +191,14 @@ class PoolAttribution:
 
     def weights(self, columns: np.ndarray | None = None) -> np.ndarray:
         """``A[:, columns]`` (all columns are computed once and kept)."""
-        if columns is None:
-            if self._all is None:
-                self._all = attribution_weights(self.masks, self.estimator, self.l2)
-            return self._all
         if self._all is not None:
-            return self._all[:, columns]
-        return attribution_weights(self.masks, self.estimator, self.l2, columns)
+            return self._all if columns is None else self._all[:, columns]
+        if self._columns is None:
+            self._columns = _weights_of(self.masks, self.estimator, self.l2)
+        if columns is None:
+            self._all = self._columns(None)
+            return self._all
+        return self._columns(columns)
 
     def identified(self) -> np.ndarray:
         """Per train point: did some models include it and some exclude it (else it has no coefficient)?"""
