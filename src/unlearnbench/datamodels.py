@@ -28,8 +28,8 @@ weight matrix ``A [M, n_train]`` of the M pool masks alone, see :func:`attributi
   ``diff_means`` up to the masks' sampling correlations; at M ≈ n it keeps ridge's lower noise at the right
   scale.  A deviation from the published (L1) fit, measured on a planted truth in ``config/README.md``.
 - ``auto``: ``diff_means`` when M < n/10 (regression has no spare degrees of freedom there: both give the same
-  correlation, measured 0.585 vs 0.585 at n = 50,000, M = 256, and ``diff_means`` needs no penalty), otherwise
-  ``ridge_rescaled``.  The decision and the measurements behind it are in ``config/README.md``.
+  correlation, measured 0.497 vs 0.498 at n = 50,000, M = 256, |F| = 100, and ``diff_means`` needs no
+  penalty), otherwise ``ridge_rescaled``.  The measurements behind it are in ``config/README.md``.
 
 An externally computed matrix (``datamodels.import``: β of every train point on every target, e.g. influence
 estimates from thousands of models) replaces the pool fit through :class:`MatrixAttribution`; the pool fit is
