@@ -1,7 +1,9 @@
-"""Living-17: the generic ImageFolder loader, the BREEDS class-mapping recipe, and ResNet-18, on a
-tiny generated ImageNet-style tree (a few 16x16 PNGs per class folder)."""
+"""Living-17: the generic ImageFolder loader, the BREEDS class-mapping recipe, the published index space
+(split file) and resolutions (train and val at two sizes), and ResNet-18, on tiny generated
+ImageNet-style trees (a few PNGs per class folder)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from unlearnbench.data.living17 import (
     living17_from_file,
     living17_from_hierarchy,
     load_living17_splits,
+    read_split_file,
 )
 from unlearnbench.models import build_model
 from unlearnbench.stack import ModelStack
@@ -166,7 +169,7 @@ def test_living17_runs_through_the_dag_on_a_tiny_tree(workflow_copy):
     root = workflow_copy / "data"
     write_tiny_living17(root)
     config = yaml.safe_load((workflow_copy / "config/living17.yaml").read_text())
-    config["data"].update(root="data", resolution=16, n_train=68, n_val=68)
+    config["data"].update(root="data", resolution=16, val_resolution=24, n_train=68, n_val=68)  # two sizes
     config["train"].update(epochs=1, batch_size=32)
     config.update(n_models=2, n_holdout_oracles=2, models_per_job=2, bootstrap={"n_resamples": 0},
                   forget_sets=[{"id": 1, "kind": "random", "size": 4}],
@@ -185,3 +188,91 @@ def test_living17_runs_through_the_dag_on_a_tiny_tree(workflow_copy):
     (workflow_copy / "wrong.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(workflow_copy, "--configfile", "wrong.yaml", "--forcerun", "prepare_dataset", check=False)
     assert proc.returncode != 0
+
+
+# the published index space: a split file, and two resolutions -----------------------------------------------------
+
+
+def write_coded_tree(root, folders, per_folder):
+    """``root/<folder>/img_<i>.png``, each a constant colour that codes (folder position, image number)."""
+    codes = {}
+    for k, folder in enumerate(folders):
+        (root / folder).mkdir(parents=True)
+        for i in range(per_folder):
+            colour = (10 + 3 * k, 10 + 20 * i, 200)  # up to 68 folders and 12 images
+            Image.fromarray(np.full((10, 14, 3), colour, dtype=np.uint8)).save(root / folder / f"img_{i:02d}.png")
+            codes[f"{folder}/img_{i:02d}.png"] = colour
+    return codes
+
+
+def write_split_file(path, rows):
+    path.write_text("index,split,path,label\n" + "".join(f"{j},{s},{p},{y}\n" for j, (s, p, y) in enumerate(rows)))
+
+
+def test_split_file_gives_the_index_order_and_two_resolutions(tmp_path):
+    folders = ["n001", "n002", "n003"]
+    train_codes = write_coded_tree(tmp_path / "imagenet" / "train", folders, per_folder=4)
+    val_codes = write_coded_tree(tmp_path / "imagenet" / "val", folders, per_folder=2)
+    rng = np.random.default_rng(0)
+    train = [f"imagenet/train/{name}" for name in rng.permutation(sorted(train_codes))[:7]]  # a shuffled half
+    val = [f"imagenet/val/{name}" for name in sorted(val_codes)][::-1]
+    labels = {f: 3 * k % 17 for k, f in enumerate(folders)}
+    rows = [("train", p, labels[p.split("/")[2]]) for p in train] + [("val", p, labels[p.split("/")[2]]) for p in val]
+    write_split_file(tmp_path / "split.csv", rows[::2] + rows[1::2])  # splits interleaved: order within a split counts
+    listed = [r for r in rows[::2] + rows[1::2]]
+    order = {s: [p for (t, p, _) in listed if t == s] for s in ("train", "val")}
+
+    splits = load_living17_splits(root=str(tmp_path), resolution=8, val_resolution=12,
+                                  split_file=str(tmp_path / "split.csv"))
+    assert splits.x_train.shape == (7, 3, 8, 8) and splits.x_val.shape == (6, 3, 12, 12)
+    for x, paths, codes, y in ((splits.x_train, order["train"], train_codes, splits.y_train),
+                               (splits.x_val, order["val"], val_codes, splits.y_val)):
+        got = [tuple(int(c) for c in image[:, 4, 4]) for image in x]
+        assert got == [codes[p.split("/", 2)[2]] for p in paths]  # row k of the file is point k
+        assert y.tolist() == [labels[p.split("/")[2]] for p in paths]
+
+    # one data set in margin order, two image sizes: no batch mixes them, and every point keeps its index
+    images = splits.images()
+    assert len(images) == 13 and images.segments == [(0, 7), (7, 13)] and images.shape[1:] == (3, 12, 12)
+    assert images[2:5].shape == (3, 3, 8, 8) and images[np.array([[8, 12]])].shape == (1, 2, 3, 12, 12)
+    torch.testing.assert_close(images[np.array([12, 7])], images[7:13][[5, 0]])
+    with pytest.raises(IndexError, match="span the train and validation"):
+        images[5:9]
+    with pytest.raises(IndexError, match="span"):
+        images[np.array([0, 7])]
+    stack = ModelStack.initialise("resnet18", 17, 3, [1, 2], [0, 1])
+    logits = stack.logits(images, batch_size=4)  # chunks of 4 would straddle point 7 without the segments
+    assert logits.shape == (2, 13, 17)
+    with torch.no_grad():
+        torch.testing.assert_close(logits[:, 7:], stack.logits(images[7:13]), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(logits[:, :7], stack.logits(images[0:7]), rtol=1e-4, atol=1e-5)
+
+
+def test_the_recipe_order_is_first_half_per_sub_class_in_file_name_order(tmp_path):
+    groups = [[f"n{s:02d}{j}" for j in range(4)] for s in range(17)]
+    mapping = ClassMapping([f"super{s}" for s in range(17)], groups)
+    codes = write_coded_tree(tmp_path / "imagenet" / "train", sorted(w for g in groups for w in g), per_folder=4)
+    write_coded_tree(tmp_path / "imagenet" / "val", sorted(w for g in groups for w in g), per_folder=1)
+    splits = load_living17_splits(root=str(tmp_path), resolution=8, mapping=mapping)
+    want = [codes[f"{w}/img_{i:02d}.png"] for w in sorted(w for g in groups for w in g) for i in range(2)]
+    assert [tuple(int(c) for c in image[:, 4, 4]) for image in splits.x_train] == want
+    assert splits.x_val.shape[2:] == (8, 8)  # val_resolution defaults to the train resolution
+
+
+def test_a_bad_split_file_is_refused_by_line(tmp_path):
+    write_coded_tree(tmp_path / "t", ["n001"], per_folder=2)
+    cases = [
+        ("split,path\ntrain,t/n001/img_00.png\n", "missing ['label']"),
+        ("split,path,label\ntest,t/n001/img_00.png,0\n", ":2: split must be"),
+        ("split,path,label\ntrain,t/n001/img_00.png,17\nval,t/n001/img_01.png,0\n", ":2: label must be"),
+        ("split,path,label\ntrain,t/n001/img_00.png,1\nval,t/n001/img_00.png,1\n",
+         ":3: t/n001/img_00.png is listed twice"),
+        ("split,path,label\ntrain,t/n001/img_00.png,1\n", "no val rows"),
+    ]
+    for text, needle in cases:
+        (tmp_path / "s.csv").write_text(text)
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            read_split_file(tmp_path / "s.csv", str(tmp_path))
+    (tmp_path / "s.csv").write_text("split,path,label\ntrain,t/n001/img_00.png,1\nval,t/n001/gone.png,1\n")
+    with pytest.raises(FileNotFoundError, match="1 listed images missing"):
+        read_split_file(tmp_path / "s.csv", str(tmp_path))

@@ -198,3 +198,15 @@ def test_score_klom_refuses_correctness_that_does_not_fit_its_margins(tmp_path, 
 
 def test_klom_options_from_the_config():
     assert KlomOptions.from_config(KLOM_CONFIG) == KlomOptions()
+
+
+def test_a_saturated_group_keeps_its_interval_ordered_around_the_estimate() -> None:
+    """KLOM of disjoint samples slightly exceeds ln(1/eps) (the floor is renormalised): capping only the upper end at
+    ln(1/eps) left p95_high below p95_low (seen on DM-direct with a noisy forget effect)."""
+    rng = np.random.default_rng(0)
+    oracle = rng.normal(-20, 1, (30, 40))
+    unlearned = rng.normal(20, 0.01, (30, 40))  # one histogram bin: KL = ln(1/eps) + ln(1 + eps)
+    scored = score_margins(unlearned, oracle, np.arange(10), 30, bootstrap=20)
+    for row in scored.rows:
+        assert row["p95"] > math.log(1e5)
+        assert row["p95_low"] <= row["p95"] <= row["p95_high"], row

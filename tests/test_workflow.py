@@ -156,7 +156,9 @@ def test_the_pool_serves_datamodels_attribution_sets_and_ulira(workflow_copy):
     snakemake(workflow_copy, "--configfile", ".test/config/pool.yaml")
     results = workflow_copy / "results"
     quality = pd.read_csv(results / "datamodels/digits/fit_quality.csv")
-    assert set(quality.points) == {"train", "val", "all"} and quality.n_holdout_models.eq(6).all()
+    assert set(quality.points) == {"forget", "retain", "val"} and quality.n_holdout_models.eq(6).all()
+    assert set(quality.group_size) == {1, 10, 100} and (quality.estimator == "ridge_rescaled").all()  # 26/300
+    assert (results / "report/pool_summary.html").exists()  # the fit-quality table is in the report
     ulira = pd.read_csv(results / "ulira_summary.csv").set_index("method")
     assert set(ulira.index) == {"do_nothing", "oracle"} and (ulira.n_runs == 64).all()
     assert ulira.accuracy_low.le(ulira.accuracy_mean).all() and ulira.accuracy_mean.le(ulira.accuracy_high).all()

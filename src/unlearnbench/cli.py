@@ -226,6 +226,59 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_attribute_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--masks", required=True, type=Path,
+                   help="[n_models, n_train] bool or 0/1 inclusion masks of the pool models")
+    p.add_argument("--outputs", required=True, type=Path, help="[n_models, n_points] outputs (margins) of those models")
+    p.add_argument("--forget", required=True, type=Path, help="int64 [k] train indices of the forget set")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output .npy: float64 [n_points] EFFECT = sum over the forget set of beta_i(x), the predicted "
+                        "drop of each point's output when the forget set is removed (oracle ~ base - EFFECT)")
+    p.add_argument("--estimator", choices=("auto", "ridge", "ridge_rescaled", "diff_means"),  # datamodels.ESTIMATORS
+                   default="auto", help="datamodel estimator (default: %(default)s, chosen by n_models / n_train; "
+                                        "see config/README.md)")
+    p.add_argument("--l2", type=float, default=1.0, help="ridge penalty of the ridge estimators (default: %(default)s)")
+
+
+def _cmd_attribute(args: argparse.Namespace) -> int:
+    """Forget effect of a pool's datamodels, outside the DAG: validate the three arrays, then one library call."""
+    import numpy as np
+
+    from unlearnbench.datamodels import forget_effect_from_pool
+
+    masks, outputs, forget = _load_npy(args.masks), _load_npy(args.outputs), _load_npy(args.forget)
+    if masks.ndim != 2:
+        raise CliError(f"--masks {args.masks}: expected a 2-D [n_models, n_train] array, got shape {masks.shape}")
+    if masks.dtype != np.bool_:
+        if not (np.issubdtype(masks.dtype, np.integer) or np.issubdtype(masks.dtype, np.floating)):
+            raise CliError(f"--masks {args.masks}: expected bool or 0/1 numbers, got dtype {masks.dtype}")
+        if not np.isin(masks, (0, 1)).all():
+            raise CliError(f"--masks {args.masks}: values must be 0 or 1")
+    if outputs.ndim != 2:
+        raise CliError(f"--outputs {args.outputs}: expected a 2-D [n_models, n_points] array, "
+                       f"got shape {outputs.shape}")
+    if not (np.issubdtype(outputs.dtype, np.floating) or np.issubdtype(outputs.dtype, np.integer)):
+        raise CliError(f"--outputs {args.outputs}: expected real numbers, got dtype {outputs.dtype}")
+    if outputs.shape[0] != masks.shape[0]:
+        raise CliError(f"model counts differ: --masks has {masks.shape[0]} rows, --outputs has {outputs.shape[0]}")
+    if not np.isfinite(outputs).all():
+        raise CliError(f"--outputs {args.outputs}: contains NaN or infinite values")
+    if forget.ndim != 1 or not np.issubdtype(forget.dtype, np.integer):
+        raise CliError(f"--forget {args.forget}: expected 1-D integer train indices, got dtype {forget.dtype} "
+                       f"shape {forget.shape}")
+    if args.l2 <= 0 and args.estimator != "diff_means":
+        raise CliError(f"--l2 must be positive, got {args.l2}")
+    try:
+        effect = forget_effect_from_pool(masks.astype(bool), outputs, forget, args.l2, args.estimator)
+    except ValueError as exc:  # indices out of range or repeated, a singular system
+        raise CliError(f"--forget {args.forget}: {exc}" if "forget" in str(exc) else str(exc)) from exc
+    try:
+        save_npy_atomic(args.out, np.asarray(effect, dtype=np.float64))
+    except OSError as exc:
+        raise CliError(f"--out {args.out}: cannot write ({exc})") from None
+    return 0
+
+
 # name -> (declare its arguments, run it and return the exit code, one-line help)
 Subcommand = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]
 SUBCOMMANDS: dict[str, Subcommand] = {
@@ -233,6 +286,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "score": (_add_score_args, _cmd_score, "KLOM, accuracy and ε per group (forget, retain, val) of margins from any "
               "framework"),
     "report": (_add_report_args, _cmd_report, "the HTML report of an up-to-date run, written atomically"),
+    "attribute": (_add_attribute_args, _cmd_attribute, "forget effect of a pool's datamodels (DM-direct's shift)"),
 }
 
 

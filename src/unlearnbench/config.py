@@ -335,8 +335,11 @@ def _check_klom(config: dict, schema: dict) -> None:
 
 
 def _check_pool_users(config: dict, schema: dict) -> None:
-    pool_users = [f"methods.{m}" for m in config["methods"] if m in ("dm_matching", "dm_direct")]
-    pool_users += [f"forget_sets.{i}" for i, fs in enumerate(config["forget_sets"]) if fs["kind"] == "attribution_pc"]
+    pool_users = []
+    if not config["datamodels"].get("import"):  # imported datamodels replace the pool fit
+        pool_users += [f"methods.{m}" for m in config["methods"] if m in ("dm_matching", "dm_direct")]
+        pool_users += [f"forget_sets.{i}" for i, fs in enumerate(config["forget_sets"])
+                       if fs["kind"] == "attribution_pc"]
     pool_users += ["ulira"] if config.get("ulira") else []
     if pool_users and not config.get("pool"):
         raise ConfigError(f"config key {pool_users[0]}: needs the pool of random-half models; set pool.n_models")

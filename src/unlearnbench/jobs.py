@@ -55,7 +55,11 @@ def make_forget_set(entry: dict, seed: int, n_train: int, out: str, splits: str 
     from .forget_sets import make_forget_set as build
 
     labels = load_splits(splits).y_train if splits else None
-    weights = load_arrays(datamodels, ("weights",))["weights"][:, :n_train] if datamodels else None
+    weights = None
+    if datamodels:  # the pool's fit (.npz) or an imported matrix (.npy, memory-mapped)
+        from .datamodels import train_by_train
+
+        weights = train_by_train(datamodels, n_train)
     indices = build({**entry, "seed": seed}, n_train, labels, weights)
     log.info("forget set %s (%s): %d points", entry["id"], entry["kind"], len(indices))
     save_npy(out, indices)

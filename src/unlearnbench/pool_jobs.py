@@ -1,8 +1,9 @@
-"""Stages of the pool of random-half models: datamodels, their forget effects, and U-LiRA.
+"""Stages of the pool of random-half models: datamodels, their forget effects and fit quality, and U-LiRA.
 
-One pool serves three uses (spec §6-§7): datamodels regress each point's margin (and logits) on the
-pool's inclusion masks; U-LiRA unlearns random requests from pool models and attacks the result; the
-masks travel with the pool's margins (``train_mask``).
+One pool serves three uses (spec §6-§7): datamodels attribute each point's margin (and logits) to the
+pool's inclusion masks (``unlearnbench.datamodels``; or an imported attribution matrix replaces them);
+U-LiRA unlearns random requests from pool models and attacks the result; the masks travel with the
+pool's margins (``train_mask``).
 """
 
 from __future__ import annotations
@@ -23,39 +24,110 @@ def load_pool(paths: list[str], keep_logits: bool = False) -> dict[str, np.ndarr
     return {k: np.concatenate([p[k] for p in parts]) for k in keys}
 
 
-def fit_datamodels(pool_margins: list[str], l2: float, holdout_models: int, out_fit: str, out_quality: str) -> None:
-    """Margin datamodels on the whole pool, and their fit quality on pool models left out of a fit."""
+def fit_datamodels(pool_margins: list[str], estimator: str, l2: float, n_train: int, out_fit: str) -> None:
+    """The train×train datamodel matrix ``weights [n_train, n_train]`` (float32) of the pool, for the
+    ``attribution_pc`` forget sets: rows = train points whose inclusion varies, columns = train targets."""
+    from .datamodels import PoolAttribution
+
+    pool = load_pool(pool_margins)
+    fitted = PoolAttribution(pool["train_mask"], pool["margins"], estimator, l2)
+    log.info("datamodels: %s (asked for %s), l2 %g, %d pool models, %d train points",
+             fitted.estimator, estimator, l2, fitted.n_models, n_train)
+    save_arrays(out_fit, weights=fitted.train_matrix(n_train), estimator=np.array(fitted.estimator))
+
+
+def load_imported(spec: dict, n_train: int, n_points: int, n_classes: int | None = None):
+    """The ``datamodels.import`` files as attributions: ``(margins, logits or None)``, memory-mapped."""
+    from .datamodels import MatrixAttribution, load_attribution_matrix
+
+    margins = MatrixAttribution(load_attribution_matrix(spec["weights"], n_train, n_points))
+    logits = None
+    if spec.get("logit_weights"):
+        logits = MatrixAttribution(load_attribution_matrix(spec["logit_weights"], n_train, n_points, n_classes))
+    return margins, logits
+
+
+def datamodel_quality(pool_margins: list[str], estimator: str | None, l2: float, holdout_models: int,
+                      group_sizes: list[int], seed: int, out: str, imported: dict | None = None,
+                      n_train: int | None = None) -> None:
+    """``fit_quality.csv``: forget effects of groups of train points, predicted vs observed on held-out pool models.
+
+    The last ``holdout_models`` pool models are held out; the estimator is fitted on the others (or, with
+    ``imported``, the imported matrix is judged against the whole pool).  Columns: see
+    :func:`unlearnbench.datamodels.effect_calibration` and ``config/README.md``.
+    """
     import pandas as pd
 
-    from .datamodels import fit_datamodels as fit
-    from .datamodels import holdout_correlation
+    from .datamodels import PoolAttribution, effect_calibration, pearson, resolve_estimator
 
     pool = load_pool(pool_margins)
     masks, margins = pool["train_mask"], pool["margins"]
-    n_fit = len(masks) - holdout_models
-    corr, summary = holdout_correlation(masks[:n_fit], margins[:n_fit], masks[n_fit:], margins[n_fit:], l2)
-    n_train = masks.shape[1]
-    rows = [{"points": name, "n_fit_models": n_fit, "n_holdout_models": holdout_models, "l2": l2,
-             "mean_correlation": float(np.nanmean(c)), "median_correlation": float(np.nanmedian(c))}
-            for name, c in (("train", corr[:n_train]), ("val", corr[n_train:]), ("all", corr))]
-    log.info("datamodel hold-out correlation: %s", summary)
-    weights, bias = fit(masks, margins, l2)
-    save_arrays(out_fit, weights=weights.astype(np.float32), bias=bias.astype(np.float32))
-    save_table(out_quality, pd.DataFrame(rows))
+    n_train = masks.shape[1] if n_train is None else n_train
+    if estimator is not None:  # auto decides on the whole pool, as for the effects the methods use
+        estimator = resolve_estimator(estimator, len(masks), n_train)
+    if imported:
+        fitted = load_imported(imported, n_train, margins.shape[1])[0]
+        n_fit, held = 0, slice(None)
+        output_corr = None
+    else:
+        n_fit = len(masks) - holdout_models
+        held = slice(n_fit, None)
+        fitted = PoolAttribution(masks[:n_fit], margins[:n_fit], estimator, l2)
+        output_corr = pearson(fitted.predict(masks[held]), np.asarray(margins[held], dtype=np.float64))
+    observed = PoolAttribution(masks[held], margins[held], "diff_means")
+    rows = effect_calibration(fitted, observed, group_sizes, seed)
+    for row in rows:
+        points = slice(n_train, None) if row["points"] == "val" else slice(0, n_train)
+        row["output_correlation"] = float(np.nanmean(output_corr[points])) if output_corr is not None else np.nan
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "n_holdout_models", observed.n_models)
+    frame.insert(0, "n_fit_models", n_fit)
+    frame.insert(0, "l2", np.nan if imported or fitted.estimator == "diff_means" else l2)
+    frame.insert(0, "estimator", fitted.estimator)
+    for row in frame[frame.points == "forget"].itertuples():
+        log.info("group size %d: scale %.3f, calibration slope %.3f, correlation %.3f (%s)", row.group_size,
+                 row.scale, row.calibration_slope, row.correlation, row.estimator)
+    save_table(out, frame)
 
 
-def datamodel_effect(pool_margins: list[str], forget_set: str, l2: float, out: str) -> None:
-    """Σ_{i∈F} β_i(x) of margin and logit datamodels, for DM-direct and datamodel matching."""
-    from .datamodels import forget_effect_from_pool
+def _labels(splits: str) -> tuple[np.ndarray, int]:
+    """Labels of every point in margin order and the train-set size, read without the images (gigabytes)."""
+    with np.load(splits, allow_pickle=False) as npz:
+        y_train = npz["y_train"]
+        return np.concatenate([y_train, npz["y_val"]]).astype(np.int64), len(y_train)
+
+
+def datamodel_effect(forget_set: str, out: str, estimator: str | None = None, l2: float = 1.0,
+                     pool_margins: list[str] | None = None, imported: dict | None = None,
+                     splits: str | None = None) -> None:
+    """Σ_{i∈F} β_i(x) of margin and logit datamodels, for DM-direct and datamodel matching (one estimator for both).
+
+    From the pool (``pool_margins``, ``estimator``, ``l2``) or from an imported matrix (``imported``).  An import
+    without logit weights gives DMM the logit shift that moves each point's margin by exactly the margin effect:
+    the effect on its label's logit, zero on the others (the margin z_y − log Σ_{j≠y} exp z_j is linear in z_y).
+    """
+    from .datamodels import PoolAttribution
     from .storage import load_npy
 
-    pool = load_pool(pool_margins, keep_logits=True)
     forget = load_npy(forget_set)
-    save_arrays(
-        out,
-        margin_effect=forget_effect_from_pool(pool["train_mask"], pool["margins"], forget, l2).astype(np.float32),
-        logit_effect=forget_effect_from_pool(pool["train_mask"], pool["logits"], forget, l2).astype(np.float32),
-    )
+    if imported:
+        labels, n_train = _labels(splits)
+        n_classes = int(labels.max()) + 1
+        margin_source, logit_source = load_imported(imported, n_train, len(labels), n_classes)
+        margin_effect = margin_source.effect(forget)
+        if logit_source is not None:
+            logit_effect = logit_source.effect(forget)
+        else:
+            logit_effect = np.zeros((len(labels), n_classes))
+            logit_effect[np.arange(len(labels)), labels] = margin_effect
+    else:
+        pool = load_pool(pool_margins, keep_logits=True)
+        margin_effect = PoolAttribution(pool["train_mask"], pool["margins"], estimator, l2).effect(forget)
+        logit_effect = PoolAttribution(pool["train_mask"], pool["logits"], estimator, l2).effect(forget)
+    log.info("forget effect of %d points: mean %.4f over the forget set, mean |.| %.4f elsewhere", len(forget),
+             margin_effect[forget].mean() if len(forget) else 0.0,
+             np.abs(np.delete(margin_effect, forget)).mean())
+    save_arrays(out, margin_effect=margin_effect.astype(np.float32), logit_effect=logit_effect.astype(np.float32))
 
 
 def make_ulira_requests(pool_margins: list[str], target_pool: dict, n_requests: int, request_size: int, seed: int,

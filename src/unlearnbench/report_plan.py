@@ -16,20 +16,22 @@ EXTRA_TABLE_HTML = "results/report/{table}_summary.html"
 PER_FORGET_SET_FIGURES = ("tradeoff", "klom_epochs", "margins")
 
 # Optional tables written by other stages, shown when their config section is present (and neither
-# false nor ``{enabled: false}``): config section -> (table, title in summary.md and the report).
+# false nor ``{enabled: false}``): config section -> (table, title in summary.md and the report);
+# ``{dataset}`` in a path stands for the configured data set.
 OPTIONAL_TABLES: dict[str, tuple[str, str]] = {
     "ulira": ("results/ulira_summary.csv", "U-LiRA"),
     "epsilon": ("results/epsilon_summary.csv", "epsilon"),
+    "pool": ("results/datamodels/{dataset}/fit_quality.csv", "datamodel fit quality"),
 }
 
 
 def enabled_optional_tables(config: Mapping) -> dict[str, tuple[str, str]]:
     """``{name: (table path, title)}`` of the optional tables this config produces."""
     enabled = {}
-    for name, entry in OPTIONAL_TABLES.items():
+    for name, (path, title) in OPTIONAL_TABLES.items():
         section = config.get(name)
         if section and not (isinstance(section, Mapping) and section.get("enabled") is False):
-            enabled[name] = entry
+            enabled[name] = (path.format(dataset=config.get("dataset")), title)
     return enabled
 
 

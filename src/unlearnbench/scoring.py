@@ -140,8 +140,10 @@ def score_margins(
         if bootstrap and finite:
             low, high = klom_percentile_ci(u, o, mask, 95, bootstrap, alpha, seed=seed, bias_correct=True,
                                            **klom.kwargs())
-            # re-centring can step outside KLOM's range [0, saturation]
-            row["p95_low"], row["p95_high"] = max(low, 0.0), min(high, saturation(klom.eps))
+            # re-centring can step outside KLOM's range [0, saturation]; a saturated group's P95 can exceed
+            # ln(1/eps) by ~1e-5 (renormalised floor), so the cap keeps the estimate and the ends ordered
+            cap = max(saturation(klom.eps), row.get("p95", 0.0))
+            row["p95_low"], row["p95_high"] = min(max(low, 0.0), cap), min(max(high, 0.0), cap)
         row["accuracy"] = _mean_or_nan(group_accuracy(correct_unlearned, mask))
         row["oracle_accuracy"] = _mean_or_nan(group_accuracy(correct_oracle, mask))
         rows.append(row)

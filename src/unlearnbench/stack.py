@@ -119,10 +119,15 @@ class ModelStack:
         return 4  # [B, C, H, W]
 
     def eval_batches(self, inputs: torch.Tensor, batch_size: int | None = None):
-        """Eval-mode logits ``[M, b, C]`` of consecutive chunks of ``inputs``, each with its slice."""
+        """Eval-mode logits ``[M, b, C]`` of consecutive chunks of ``inputs``, each with its slice.
+
+        Chunks stay inside the ``segments`` of inputs that have them (train and validation images of two
+        sizes, ``data.split_images``)."""
         batch_size = batch_size or self.eval_batch_size(inputs)
-        for i in range(0, len(inputs), batch_size):
-            yield slice(i, i + batch_size), self.forward(inputs[i : i + batch_size], train=False)
+        for start, stop in getattr(inputs, "segments", [(0, len(inputs))]):
+            for i in range(start, stop, batch_size):
+                rows = slice(i, min(i + batch_size, stop))
+                yield rows, self.forward(inputs[rows], train=False)
 
     @torch.no_grad()
     def logits(self, inputs: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:

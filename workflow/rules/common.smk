@@ -31,6 +31,11 @@ UNLEARNED = (
 SCORES = "results/klom/{dataset}/{method}/{run}/forget_set~{forget_set}"
 DATAMODELS = f"results/datamodels/{DATASET}"
 EFFECT = "results/datamodels/{dataset}/forget_set~{forget_set}/effect.npz"
+# an attribution matrix replacing the pool fit (datamodels.import), or None
+DATAMODELS_IMPORT = config["datamodels"]["import"]
+# estimator and penalty reach a job only when it fits the pool: with an import they change nothing
+DATAMODEL_ESTIMATOR = None if DATAMODELS_IMPORT else config["datamodels"]["estimator"]
+DATAMODEL_L2 = None if DATAMODELS_IMPORT else config["datamodels"]["l2"]
 ULIRA_DIR = f"results/ulira/{DATASET}"
 
 
@@ -50,6 +55,12 @@ def id_pattern(ids):
 
 def oracle_family(forget_set):
     return f"oracle/forget_set~{forget_set}"
+
+
+def get_split_file(wildcards):
+    """A user's split file (living17 in the published index space) is an input: editing it rebuilds the splits."""
+    split_file = config["data"]["split_file"]
+    return {"split_file": split_file} if split_file else {}
 
 
 def get_forget_set_entry(wildcards):
@@ -97,8 +108,11 @@ def get_forget_set_input(wildcards):
         ):
             return {"user_file": DOWNLOADED.format(**wildcards)}
         return {"user_file": entry["path"]}
-    if entry["kind"] == "attribution_pc":
-        return {"datamodels": f"{DATAMODELS}/fit.npz"}
+    if entry["kind"] == "attribution_pc":  # the pool's fit, or an imported matrix
+        fit = f"{DATAMODELS}/fit.npz"
+        return {
+            "datamodels": DATAMODELS_IMPORT["weights"] if DATAMODELS_IMPORT else fit
+        }
     return {}
 
 
@@ -107,6 +121,21 @@ def get_pool_margins(wildcards=None):
         MARGINS.format(dataset=DATASET, family="pool", shard=s)
         for s in range(len(POOL_SHARDS))
     ]
+
+
+def get_imported_datamodels(wildcards):
+    """The imported attribution files: inputs, so that a changed file reruns what used it."""
+    spec = DATAMODELS_IMPORT or {}
+    return {k: spec[k] for k in ("weights", "logit_weights") if spec.get(k)}
+
+
+def get_datamodel_effect_input(wildcards):
+    inputs = {"forget_set": FORGET_SET.format(**wildcards)}
+    if DATAMODELS_IMPORT:
+        inputs |= get_imported_datamodels(wildcards) | {"splits": SPLITS}
+    else:
+        inputs["pool"] = get_pool_margins(wildcards)
+    return inputs
 
 
 def get_pool_seeds(wildcards):

@@ -1,4 +1,6 @@
 rule prepare_dataset:
+    input:
+        unpack(get_split_file),
     output:
         splits="results/data/{dataset}/splits.npz",
     log:
@@ -10,6 +12,7 @@ rule prepare_dataset:
         download=config["data"]["download"],
         verify_checksums=config["data"]["verify_checksums"],
         resolution=config["data"]["resolution"],
+        val_resolution=config["data"]["val_resolution"],
         n_train=DATA.n_train,
         n_val=DATA.n_val,
     script:

@@ -7,7 +7,6 @@ rule fit_datamodels:
         pool=get_pool_margins,
     output:
         fit=f"{DATAMODELS}/fit.npz",
-        quality=f"{DATAMODELS}/fit_quality.csv",
     log:
         f"logs/fit_datamodels/{DATASET}.log",
     benchmark:
@@ -15,24 +14,52 @@ rule fit_datamodels:
     conda:
         "../../envs/unlearnbench.yaml"
     params:
-        l2=config["datamodels"]["l2"],
-        holdout_models=config["datamodels"]["holdout_models"],
+        estimator=DATAMODEL_ESTIMATOR,
+        l2=DATAMODEL_L2,
+        n_train=DATA.n_train,
     script:
         "../scripts/fit_datamodels.py"
 
 
+rule datamodel_quality:
+    input:
+        unpack(get_imported_datamodels),
+        pool=get_pool_margins,
+    output:
+        quality=f"{DATAMODELS}/fit_quality.csv",
+    log:
+        f"logs/datamodel_quality/{DATASET}.log",
+    benchmark:
+        f"results/benchmarks/datamodel_quality/{DATASET}.tsv"
+    conda:
+        "../../envs/unlearnbench.yaml"
+    params:
+        estimator=DATAMODEL_ESTIMATOR,
+        l2=DATAMODEL_L2,
+        holdout_models=config["datamodels"]["holdout_models"],
+        group_sizes=config["datamodels"]["quality_group_sizes"],
+        seed=derive_seed("datamodel_quality", base=config["seed"]),
+        imported=DATAMODELS_IMPORT,
+        n_train=DATA.n_train,
+    script:
+        "../scripts/datamodel_quality.py"
+
+
 rule datamodel_effect:
     input:
-        pool=get_pool_margins,
-        forget_set=FORGET_SET,
+        unpack(get_datamodel_effect_input),
     output:
         effect=EFFECT,
     log:
         "logs/datamodel_effect/{dataset}/forget_set~{forget_set}.log",
+    benchmark:
+        "results/benchmarks/datamodel_effect/{dataset}/forget_set~{forget_set}.tsv"
     conda:
         "../../envs/unlearnbench.yaml"
     params:
-        l2=config["datamodels"]["l2"],
+        estimator=DATAMODEL_ESTIMATOR,
+        l2=DATAMODEL_L2,
+        imported=DATAMODELS_IMPORT,
     script:
         "../scripts/datamodel_effect.py"
 

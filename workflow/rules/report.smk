@@ -51,7 +51,7 @@ rule report_tables:
 
 rule report_extra_table:
     input:
-        table="results/{table}_summary.csv",
+        table=lambda w: OPTIONAL_TABLES[w.table][0],
     output:
         html=report(
             report_plan.EXTRA_TABLE_HTML,

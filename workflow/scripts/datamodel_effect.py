@@ -2,8 +2,11 @@ from unlearnbench import logs, pool_jobs
 
 logs.to_file(snakemake.log[0])
 pool_jobs.datamodel_effect(
-    list(snakemake.input.pool),
     snakemake.input.forget_set,
-    snakemake.params.l2,
     snakemake.output.effect,
+    estimator=snakemake.params.estimator,
+    l2=snakemake.params.l2,
+    pool_margins=list(snakemake.input.get("pool", [])) or None,
+    imported=snakemake.params.imported,
+    splits=snakemake.input.get("splits"),
 )

@@ -9,5 +9,7 @@ jobs.prepare_dataset(
     download=snakemake.params.download,
     verify_checksums=snakemake.params.verify_checksums,
     resolution=snakemake.params.resolution,
+    val_resolution=snakemake.params.val_resolution,
+    split_file=snakemake.input.get("split_file"),
     workers=snakemake.threads if snakemake.threads > 1 else 0,
 )

@@ -3,8 +3,9 @@
 Images are read with torchvision's ``ImageFolder`` (PIL), converted to RGB, resized so the shorter
 side is ``round(resolution / crop_ratio)`` and centre-cropped to ``resolution`` x ``resolution``
 (``crop_ratio = 224/256`` is the usual ImageNet evaluation crop), then stored as uint8 ``[n, 3, H, W]``
-and normalised on the fly with the ImageNet mean and std. Both splits share one resolution because
-margins are computed over train and validation points in one tensor.
+and normalised on the fly with the ImageNet mean and std. Validation images may have their own
+resolution (``val_resolution``); margins then iterate over the two splits separately
+(``data.split_images``).
 
 Order is ImageFolder's: class folders sorted by name, files sorted by name within each folder. A class
 folder can map to any label (``classes``: folder -> label, several folders may share a label, e.g. the
@@ -92,37 +93,45 @@ def _first_fraction_per_folder(samples: list[tuple[str, int]], fraction: float) 
     return sorted(keep)
 
 
-def read_imagefolder(root: str, classes: Mapping[str, int] | None = None, resolution: int = 224,
-                     crop_ratio: float = 224 / 256, fraction_per_folder: float = 1.0, workers: int = 0,
-                     batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Images ``uint8 [n, 3, resolution, resolution]``, labels ``int64 [n]`` and file paths of one split."""
+def read_images(samples: list[tuple[str, int]], resolution: int, crop_ratio: float = 224 / 256, workers: int = 0,
+                batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``uint8 [n, 3, resolution, resolution]`` and labels ``int64 [n]`` of ``(path, label)`` pairs, in order."""
     import torch
     from torch.utils.data import DataLoader
 
-    dataset = _dataset(root, classes, resolution, crop_ratio)
-    positions = list(range(len(dataset.samples)))
-    if fraction_per_folder < 1.0:
-        positions = _first_fraction_per_folder(dataset.samples, fraction_per_folder)
-    samples = [dataset.samples[i] for i in positions]
     images = np.empty((len(samples), 3, resolution, resolution), dtype=np.uint8)
     labels = np.empty(len(samples), dtype=np.int64)
-    loader = DataLoader(_Samples(samples, dataset.transform), batch_size=batch_size, shuffle=False,
-                        num_workers=workers)
+    loader = DataLoader(_Samples(samples, _ToUint8CHW(resolution, crop_ratio)), batch_size=batch_size,
+                        shuffle=False, num_workers=workers)
     start = 0
     with torch.no_grad():
         for x, y in loader:
             images[start:start + len(x)] = x.numpy()
             labels[start:start + len(x)] = y.numpy()
             start += len(x)
+    return images, labels
+
+
+def read_imagefolder(root: str, classes: Mapping[str, int] | None = None, resolution: int = 224,
+                     crop_ratio: float = 224 / 256, fraction_per_folder: float = 1.0, workers: int = 0,
+                     batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images ``uint8 [n, 3, resolution, resolution]``, labels ``int64 [n]`` and file paths of one split."""
+    dataset = _dataset(root, classes, resolution, crop_ratio)
+    positions = list(range(len(dataset.samples)))
+    if fraction_per_folder < 1.0:
+        positions = _first_fraction_per_folder(dataset.samples, fraction_per_folder)
+    samples = [dataset.samples[i] for i in positions]
+    images, labels = read_images(samples, resolution, crop_ratio, workers, batch_size)
     return images, labels, [path for path, _ in samples]
 
 
 def load_imagefolder_splits(train_dir: str, val_dir: str, classes: Mapping[str, int] | None = None,
                             resolution: int = 224, crop_ratio: float = 224 / 256,
                             train_fraction_per_folder: float = 1.0, workers: int = 0,
-                            mean: np.ndarray = IMAGENET_MEAN, std: np.ndarray = IMAGENET_STD) -> Splits:
+                            mean: np.ndarray = IMAGENET_MEAN, std: np.ndarray = IMAGENET_STD,
+                            val_resolution: int | None = None) -> Splits:
     """Train and validation :class:`Splits` from two ImageFolder trees (see the module doc)."""
     x_train, y_train, _ = read_imagefolder(train_dir, classes, resolution, crop_ratio, train_fraction_per_folder,
                                            workers)
-    x_val, y_val, _ = read_imagefolder(val_dir, classes, resolution, crop_ratio, 1.0, workers)
+    x_val, y_val, _ = read_imagefolder(val_dir, classes, val_resolution or resolution, crop_ratio, 1.0, workers)
     return Splits(x_train, y_train, x_val, y_val, 1 / 255, np.asarray(mean, np.float32), np.asarray(std, np.float32))

@@ -18,13 +18,34 @@ Data layout under ``root``: ``imagenet/train/<wnid>/*.JPEG`` and ``imagenet/val/
 usual folder-per-class layout of the validation set), plus ``breeds/`` holding the three hierarchy
 files, or ``living17_classes.json``.
 
-Splits (spec §9): train = the first half of every sub-class's ImageNet train images in file-name order
-(1,300 -> 650 per sub-class, 44,200 in all); validation = all ImageNet validation images of the 68
-sub-classes (3,400). "First half of the 88,400 BREEDS train set" is taken per sub-class because half of
-a class-sorted list would drop whole classes. Resolution: one per data set (margins need train and
-validation inputs in one tensor): 160 by default, the published training resolution; the published
-benchmark validates at 224, so validation margins here are at 160 unless ``resolution: 224`` is set
-(which makes training 2x as expensive). No augmentation.
+**The published index space cannot be recomputed.** In the benchmark's public repository
+("data-unlearning-bench", its paper-era branches of May 2025: ``unlearning/datasets/living17.py`` and
+``unlearning/training/train_living.py``) the Living-17 splits are never built from images: the code
+reads pre-built files (FFCV ``living17_tr.beton`` / ``living17_val.beton``, later tensor files
+``raw_tensors_tr_new.pt`` / ``raw_tensors_val_new.pt``), and its train split is the first 44,200
+records of the 88,400-image BREEDS train file (``88_400 // 2``, ``np.arange(44_200)``). The script that
+wrote those files, and so their record order, is not published; the order is shuffled (one published
+sub-population forget set, 647 points of one ImageNet class, is reported to spread over indices
+12-44,038), so the first half holds about half of every sub-class. Hence two ways to make the splits:
+
+- ``split_file`` (``data.split_file``), to use published index files (forget sets, oracle margins): a
+  CSV with a header naming at least the columns ``split``, ``path`` and ``label``; one row per image,
+  ``split`` = ``train`` or ``val``, the rows of each split **in index order** (row k of ``train`` is
+  train point k), ``path`` relative to ``root`` (or absolute), ``label`` the super-class label 0-16
+  of the published files. Other columns (an index, a WordNet id) are ignored. It is exported from the
+  published assets by whoever holds them (e.g. by matching the published images to the ImageNet files);
+  the class mapping is then not needed.
+- otherwise this module's own recipe: train = the first half of every sub-class's ImageNet train images
+  in file-name order (1,300 -> 650 per sub-class, 44,200 in all); validation = all ImageNet validation
+  images of the 68 sub-classes (3,400). A valid Living-17 split, but **not** the published index space.
+
+Resolutions (spec §9; same source): the published trainer decodes train images at the training
+resolution, 160, with a centre crop of ratio 224/256 and no augmentation, and saves train logits from
+that same pipeline; validation images are decoded at 224 with the same crop ratio. Its validation
+*accuracy* loop averages the logits of flipped and unflipped images, but the logits it saves, from
+which margins are computed, have no flip. So here: ``resolution`` (train, default 160) and
+``val_resolution`` (default: ``resolution``; the Living-17 scenario sets 224), and margins without
+flip, as published.
 """
 
 from __future__ import annotations
@@ -166,16 +187,63 @@ def living17_mapping(root: str) -> ClassMapping:
     return living17_from_hierarchy(os.path.join(root, "breeds"))
 
 
-def load_living17_splits(root: str = "data", resolution: int = 160, train_fraction: float = 0.5,
-                         workers: int = 0, mapping: ClassMapping | None = None, **_options) -> Splits:
-    """Living-17 train / validation splits from ``root`` (layout in the module doc)."""
-    from .imagefolder import load_imagefolder_splits
+SPLIT_FILE_COLUMNS = ("split", "path", "label")
 
+
+def read_split_file(path: str | os.PathLike, root: str = ".",
+                    n_classes: int = N_SUPERCLASSES) -> dict[str, list[tuple[str, int]]]:
+    """``{"train": [(image path, label), ...], "val": [...]}`` in index order, from a split file (module doc).
+
+    Relative paths are taken relative to ``root``. Raises ValueError naming the file and the first bad row on
+    a missing column, an unknown split, a label outside ``0..n_classes-1``, a path listed twice or an empty
+    split; FileNotFoundError listing missing images.
+    """
+    import csv
+
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in SPLIT_FILE_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: split file needs the columns {list(SPLIT_FILE_COLUMNS)}; missing {missing}")
+        splits: dict[str, list[tuple[str, int]]] = {"train": [], "val": []}
+        seen: set[str] = set()
+        for line, row in enumerate(reader, start=2):
+            split, image, label = row["split"].strip(), row["path"].strip(), row["label"].strip()
+            if split not in splits:
+                raise ValueError(f"{path}:{line}: split must be 'train' or 'val', got {split!r}")
+            if not label.isdigit() or int(label) >= n_classes:
+                raise ValueError(f"{path}:{line}: label must be an integer in 0..{n_classes - 1}, got {label!r}")
+            full = os.path.normpath(image if os.path.isabs(image) else os.path.join(root, image))
+            if full in seen:
+                raise ValueError(f"{path}:{line}: {image} is listed twice")
+            seen.add(full)
+            splits[split].append((full, int(label)))
+    for split, samples in splits.items():
+        if not samples:
+            raise ValueError(f"{path}: no {split} rows")
+    absent = [p for samples in splits.values() for p, _ in samples if not os.path.isfile(p)]
+    if absent:
+        raise FileNotFoundError(f"{path}: {len(absent)} listed images missing, e.g. {absent[:3]}")
+    return splits
+
+
+def load_living17_splits(root: str = "data", resolution: int = 160, train_fraction: float = 0.5,
+                         workers: int = 0, mapping: ClassMapping | None = None, val_resolution: int | None = None,
+                         split_file: str | None = None, **_options) -> Splits:
+    """Living-17 train / validation splits from ``root`` (layout, split file and resolutions in the module doc)."""
+    from .imagefolder import IMAGENET_MEAN, IMAGENET_STD, load_imagefolder_splits, read_images
+
+    if split_file:
+        listed = read_split_file(split_file, root)
+        x_train, y_train = read_images(listed["train"], resolution, workers=workers)
+        x_val, y_val = read_images(listed["val"], val_resolution or resolution, workers=workers)
+        return Splits(x_train, y_train, x_val, y_val, 1 / 255, IMAGENET_MEAN.copy(), IMAGENET_STD.copy())
     mapping = mapping or living17_mapping(root)
     imagenet = os.path.join(root, "imagenet")
     return load_imagefolder_splits(
         os.path.join(imagenet, "train"), os.path.join(imagenet, "val"), mapping.folder_labels(),
         resolution=resolution, train_fraction_per_folder=train_fraction, workers=workers,
+        val_resolution=val_resolution,
     )
 
 

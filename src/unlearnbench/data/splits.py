@@ -44,14 +44,21 @@ class Splits:
 
     def images(self, device="cpu") -> NormalisedImages:
         """Every point in margin order (train then validation), kept in the stored dtype on ``device`` and
-        normalised per indexed batch: what training, unlearning and margins read."""
+        normalised per indexed batch: what training, unlearning and margins read.  Splits stored at two
+        image sizes (Living-17: train 160 px, validation 224 px) come as a ``SplitImages`` of two parts."""
         import torch
 
+        if self.x_train.shape[1:] != self.x_val.shape[1:]:
+            from .split_images import SplitImages
+
+            return SplitImages([NormalisedImages(torch.from_numpy(x).to(device), self.scale, self.mean, self.std)
+                                for x in (self.x_train, self.x_val)])
         raw = torch.from_numpy(np.concatenate([self.x_train, self.x_val])).to(device)
         return NormalisedImages(raw, self.scale, self.mean, self.std)
 
     def inputs(self, device="cpu"):
-        """Normalised float32 tensor of every point in margin order (train then validation)."""
+        """Normalised float32 tensor of every point in margin order (train then validation); splits at two
+        image sizes cannot share a tensor: use :meth:`images` for them."""
         return self.images(device)[:]
 
 
