@@ -74,7 +74,8 @@ def get_forget_set_seed(wildcards):
 def get_forget_set_content(wildcards):
     """The content digest of the user's own forget-set file (`path`): a replaced file reruns the job even
     when it is older (cp -p). "missing" while a download stands in for it (a rule output, which Snakemake
-    tracks itself); a file put there later then reruns the job, as it replaces the download."""
+    tracks itself); a file put there later then reruns the job, as it replaces the download.
+    """
     entry = FORGET_SETS[wildcards.forget_set]
     if entry["kind"] != "file" or not entry.get("path"):
         return None
