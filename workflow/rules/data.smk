@@ -12,6 +12,7 @@ rule prepare_dataset:
         resolution=config["data"]["resolution"],
         n_train=DATA.n_train,
         n_val=DATA.n_val,
+        code=get_code("prepare_dataset.py"),
     script:
         "../scripts/prepare_dataset.py"
 
@@ -29,5 +30,6 @@ rule make_forget_set:
         entry=get_forget_set_entry,
         seed=get_forget_set_seed,
         n_train=DATA.n_train,
+        code=get_code("make_forget_set.py"),
     script:
         "../scripts/make_forget_set.py"

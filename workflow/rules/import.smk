@@ -38,6 +38,7 @@ if DOWNLOADS:
             allow_http=lambda w: DOWNLOADS[w.forget_set]["allow_http"],
             user_path=lambda w: DOWNLOADS[w.forget_set].get("path"),
             max_bytes=index_file_limit(DATA.n_train),
+            code=get_code("download_forget_set.py"),
         script:
             "../scripts/download_forget_set.py"
 
@@ -64,6 +65,7 @@ if IMPORT.get("base_weights"):
             num_classes=DATA.num_classes,
             in_channels=DATA.in_channels,
             model_range=lambda w: get_model_range(w, "base"),
+            code=get_code("import_base_weights.py"),
         script:
             "../scripts/import_base_weights.py"
 
@@ -90,6 +92,7 @@ if ORACLE_IMPORTS and IMPORTED_ORACLE_SHARDS:
             model_range=lambda w: get_model_range(w, "oracle"),
             n_train=DATA.n_train,
             n_val=DATA.n_val,
+            code=get_code("import_oracle_margins.py"),
         script:
             "../scripts/import_oracle_margins.py"
 

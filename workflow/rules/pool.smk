@@ -17,6 +17,7 @@ rule fit_datamodels:
     params:
         l2=config["datamodels"]["l2"],
         holdout_models=config["datamodels"]["holdout_models"],
+        code=get_code("fit_datamodels.py"),
     script:
         "../scripts/fit_datamodels.py"
 
@@ -33,6 +34,7 @@ rule datamodel_effect:
         "../../envs/unlearnbench.yaml"
     params:
         l2=config["datamodels"]["l2"],
+        code=get_code("datamodel_effect.py"),
     script:
         "../scripts/datamodel_effect.py"
 
@@ -52,6 +54,7 @@ rule make_ulira_requests:
         n_requests=ULIRA["n_requests"] if ULIRA else None,
         request_size=ULIRA["request_size"] if ULIRA else None,
         seed=config["seed"],
+        code=get_code("make_ulira_requests.py"),
     script:
         "../scripts/make_ulira_requests.py"
 
@@ -80,8 +83,9 @@ rule ulira_unlearn:
         epochs=get_ulira_snapshot_epochs,
         seeds=get_ulira_seeds,
         recipe=config["train"],
-        device=RES["device"],
+        device=get_device,
         models_per_batch=RES["models_per_batch"],
+        code=get_code("ulira_unlearn.py", per_method=True),
     script:
         "../scripts/ulira_unlearn.py"
 
@@ -105,6 +109,7 @@ rule score_ulira:
         n_targets=ULIRA["n_targets"] if ULIRA else None,
         seed=config["seed"],
         bootstrap=config["bootstrap"],
+        code=get_code("score_ulira.py"),
     script:
         "../scripts/score_ulira.py"
 
@@ -122,5 +127,6 @@ rule summarize_ulira:
         "../../envs/unlearnbench.yaml"
     params:
         run_keys=get_ulira_keys,
+        code=get_code("summarize_ulira.py"),
     script:
         "../scripts/summarize_ulira.py"

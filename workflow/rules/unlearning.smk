@@ -21,8 +21,9 @@ rule unlearn:
         hyperparameters=get_hyperparameters,
         epochs=get_snapshot_epochs,
         seeds=get_unlearn_seeds,
-        plugins=config["plugins"],
-        device=RES["device"],
+        plugins=get_method_plugin,
+        device=get_device,
         models_per_batch=RES["models_per_batch"],
+        code=get_code("unlearn.py", per_method=True),
     script:
         "../scripts/unlearn.py"
