@@ -107,6 +107,9 @@ def _check_cross_keys(config: dict, schema: dict) -> None:
             raise ConfigError(f"config key {where}.path: a file forget set needs a path (or a url)")
         if fs["kind"] == "random" and "size" not in fs:
             raise ConfigError(f"config key {where}.size: a random forget set needs a size")
+    resources = config.get("resources", {})
+    if resources.get("device") == "cuda" and resources.get("gpu") == 0:
+        raise ConfigError("config key resources.gpu: 0 (CPU jobs) contradicts resources.device: cuda")
     built_in = set(schema["properties"]["methods"]["properties"])
     plugins = config.get("plugins", {})
     for name, entry in config["methods"].items():
