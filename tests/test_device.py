@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from unlearnbench import device
+from unlearnbench.config import ConfigError, validate
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def fake_gpus(monkeypatch, tmp_path, n):
@@ -211,3 +215,22 @@ def test_device_requests():
     assert device.device_request(1, device="cpu") == "cpu"  # forced, e.g. a test cluster's fake GPUs
     with pytest.raises(ValueError, match="expected cpu, auto, cuda"):
         device.claim_device("cuda/0")
+
+
+@pytest.mark.parametrize("resources, message", [
+    ({"gpu": 2}, "config key resources.gpu: 2 is not one of"),  # a job runs on one device
+    ({"gpu": 0, "device": "cuda"}, "config key resources.gpu: 0 (CPU jobs) contradicts resources.device: cuda"),
+    ({"jobs_per_gpu": 0}, "config key resources.jobs_per_gpu"),
+])
+def test_gpu_settings_are_validated(resources, message):
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["resources"].update(resources)
+    with pytest.raises(ConfigError) as err:
+        validate(config, REPO / "workflow/schemas/config.schema.yaml")
+    assert message in str(err.value)
+
+
+def test_gpu_defaults_to_auto_and_one_job_per_gpu():
+    config = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
+    validate(config, REPO / "workflow/schemas/config.schema.yaml")
+    assert config["resources"]["gpu"] == "auto" and config["resources"]["jobs_per_gpu"] == 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +20,15 @@ SCRIPTS = REPO / "workflow" / "scripts"
 STAGES = ("prepare_dataset", "make_forget_set", "train", "compute_margins", "unlearn", "ulira_unlearn",
           "score_klom", "score_ulira", "summarize", "plot_margins", "fit_datamodels")
 METHODS = ("gradient_ascent", "gradient_descent", "scrub", "oracle_matching", "do_nothing")
+
+
+@pytest.fixture(autouse=True)
+def private_index(tmp_path, monkeypatch):
+    """Each test keeps its on-disk index of parsed files to itself."""
+    monkeypatch.setenv(fingerprint.CACHE_DIR_ENV, str(tmp_path / "index"))
+    fingerprint.clear_cache()
+    yield
+    fingerprint.clear_cache()
 
 
 @pytest.fixture
@@ -212,13 +223,32 @@ def test_a_plugin_is_located_and_fingerprinted_without_running_it(tmp_path, monk
     assert "my_plugins" not in sys.modules
 
 
-def test_parsing_is_cached_per_file_and_redone_when_the_file_changes(library):
-    path = SCRIPTS / "score_klom.py"
-    first = fingerprint.code_fingerprint(path)
-    parsed = dict(fingerprint._parsed)
-    assert fingerprint.code_fingerprint(path) == first and fingerprint._parsed == parsed
+def test_a_later_process_parses_only_the_files_that_changed(library, tmp_path):
+    """The index on disk: (path, size, mtime_ns, ctime_ns) -> what each file yields."""
+    code = textwrap.dedent(f"""
+        import ast, json, sys
+        sys.path.insert(0, {str(library.parent)!r})
+        parsed = []
+        parse = ast.parse
+        ast.parse = lambda source, filename="", **kw: parsed.append(filename) or parse(source, filename, **kw)
+        from unlearnbench import fingerprint
+        prints = [fingerprint.code_fingerprint({str(SCRIPTS)!r} + f"/{{s}}.py") for s in {list(STAGES)!r}]
+        print(json.dumps([prints, parsed]))
+    """)
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=300,
+                             env={**os.environ, fingerprint.CACHE_DIR_ENV: str(tmp_path / "index")}).stdout
+        return json.loads(out)
+
+    cold, parsed = run()
+    assert len(parsed) > 20
+    warm, parsed = run()
+    assert warm == cold and parsed == []
     edit_function(library / "metrics" / "klom.py", "klom")
-    assert fingerprint.code_fingerprint(path) != first
+    edited, parsed = run()
+    assert parsed == [str(library / "metrics" / "klom.py")]
+    assert {s for s, a, b in zip(STAGES, cold, edited) if a != b} == {"score_klom"}
 
 
 def test_fingerprints_need_neither_torch_nor_snakemake():

@@ -67,7 +67,9 @@ def get_code(script, per_method=False):
     of its {method} wildcard, whose own code counts too."""
     path = os.path.join(workflow.basedir, "workflow", "scripts", script)
     if per_method:
-        return lambda w: _code_fingerprint(path, lookup(w.method, config["plugins"]).target)
+        return lambda w: _code_fingerprint(
+            path, lookup(w.method, config["plugins"]).target
+        )
     return lambda w: _code_fingerprint(path)
 
 
@@ -85,7 +87,8 @@ def get_method_plugin(wildcards):
 
 def get_device(wildcards, resources):
     """What a torch job runs on: its `gpu` resource as scheduled (set-resources included). Derived
-    from resources, so not among the params snakemake compares: a device change reruns nothing."""
+    from resources, so not among the params snakemake compares: a device change reruns nothing.
+    """
     return device_request(resources.gpu, RES["device"], RES["jobs_per_gpu"])
 
 
