@@ -19,6 +19,7 @@ What it checks:
 from __future__ import annotations
 
 import difflib
+import fcntl
 import os
 import re
 import shutil
@@ -47,6 +48,8 @@ GPU_RULES = {"train_base", "train_oracle", "compute_margins", "unlearn"}
 RUN_TIMEOUT = 1500
 JOBCOMP_LOG = Path("/var/log/slurm/jobcomp.log")
 JOB_ENV_LOG = Path("/var/log/slurm/job-env.log")  # written by the script's TaskProlog
+CLUSTER_LOCK = Path("/run/unlearnbench-slurm-test.lock")
+CLUSTER_LOCK_WAIT = 3600
 
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: (\S+?)\)")
 # snakemake prints "rule X:" for a job it submits and "localrule X:" for one it runs itself
@@ -71,10 +74,27 @@ def _tail(proc: subprocess.CompletedProcess, n: int = 4000) -> str:
 
 
 @pytest.fixture(scope="module")
-def slurm_cluster():
-    """A running single-node cluster with FAKE_GPUS fake GPUs; stopped on teardown, always."""
+def cluster_lock():
+    """One test run at a time owns the machine's single-node cluster: `start` stops daemons it finds
+    running, which would pull the cluster from under another run of this test on the same machine."""
     if os.geteuid() != 0:
         pytest.skip("the Slurm test needs root (it installs packages and starts munge/slurmctld/slurmd)")
+    with open(CLUSTER_LOCK, "w") as lock:
+        deadline = time.monotonic() + CLUSTER_LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.skip(f"another run of this test held {CLUSTER_LOCK} for {CLUSTER_LOCK_WAIT} s")
+                time.sleep(5)
+        yield
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(cluster_lock):
+    """A running single-node cluster with FAKE_GPUS fake GPUs; stopped on teardown, always."""
     install = _script("install", timeout=1300)  # the script bounds apt itself (2 x 600 s)
     if install.returncode != 0:
         pytest.skip(f"could not install Debian's slurm packages (exit {install.returncode}):\n{_tail(install, 1500)}")
