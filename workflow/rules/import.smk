@@ -123,6 +123,7 @@ if HUB:
             files=HUB.files,
             pins=HUB.pins,
             lock=HUB.lock,
+            code=get_code("fetch_hub_assets.py"),
         script:
             "../scripts/fetch_hub_assets.py"
 
@@ -145,6 +146,7 @@ if HUB:
             params:
                 file=lambda w: HUB.forget_sets[w.forget_set],
                 n_train=DATA.n_train,
+                code=get_code("import_hub_forget_set.py"),
             script:
                 "../scripts/import_hub_forget_set.py"
 
@@ -168,6 +170,7 @@ if HUB:
                 num_classes=DATA.num_classes,
                 in_channels=DATA.in_channels,
                 model_range=lambda w: get_model_range(w, "base"),
+                code=get_code("import_hub_base_weights.py"),
             script:
                 "../scripts/import_hub_base_weights.py"
 
@@ -190,6 +193,7 @@ if HUB:
                 model_range=lambda w: get_model_range(w, "base"),
                 n_train=DATA.n_train,
                 n_val=DATA.n_val,
+                code=get_code("import_hub_base_margins.py"),
             script:
                 "../scripts/import_hub_base_margins.py"
 
@@ -219,5 +223,6 @@ if HUB:
                 model_range=lambda w: get_model_range(w, "oracle"),
                 n_train=DATA.n_train,
                 n_val=DATA.n_val,
+                code=get_code("import_hub_oracle_margins.py"),
             script:
                 "../scripts/import_hub_oracle_margins.py"
