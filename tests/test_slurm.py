@@ -4,7 +4,11 @@ Needs root and Debian's slurm packages (installed by tests/slurm/single-node-slu
 Run it with ``python -m pytest -m slurm -s tests/test_slurm.py``; ``-s`` shows the submission count and
 the wall time. The cluster is stopped at the end whatever happens.
 
+It runs the literal command a user types in the repository root, ``snakemake --profile slurm`` (plus
+the test cluster's CPU count and test-only polling settings), from a copy of the repository.
+
 What it checks:
+- snakemake found ./slurm and the workflow profile profiles/default by itself;
 - every non-local job went through ``sbatch`` and finished COMPLETED in Slurm (the plugin's per-job
   logs under .snakemake/slurm_logs/ and Slurm's job completion log agree on the job ids);
 - the GPU rules asked for a GPU and ran with CUDA_VISIBLE_DEVICES set by Slurm, the others without;
@@ -15,6 +19,7 @@ What it checks:
 from __future__ import annotations
 
 import difflib
+import fcntl
 import os
 import re
 import shutil
@@ -24,7 +29,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 pytestmark = pytest.mark.slurm
 
@@ -32,11 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "slurm" / "single-node-slurm.sh"
 # what a user gets from a clean clone, library included: the Snakefile puts its src/ first on
 # PYTHONPATH, so both runs use this snapshot even while the checkout changes
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", ".test", "profiles", "envs", "src")
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", ".test", "profiles", "envs", "src", "slurm", "local")
 TINY_CONFIG = ".test/config/config.yaml"
 SUMMARY = "results/klom_summary.csv"
 
-PARTITION = "debug"
+PARTITION = "debug"  # the cluster's default partition: the profile names none
 FAKE_GPUS = 2
 # rules that must ask for a GPU when the config says `resources: gpu: 1` (others may, too)
 GPU_RULES = {"train_base", "train_oracle", "compute_margins", "unlearn"}
@@ -44,6 +48,8 @@ GPU_RULES = {"train_base", "train_oracle", "compute_margins", "unlearn"}
 RUN_TIMEOUT = 1500
 JOBCOMP_LOG = Path("/var/log/slurm/jobcomp.log")
 JOB_ENV_LOG = Path("/var/log/slurm/job-env.log")  # written by the script's TaskProlog
+CLUSTER_LOCK = Path("/run/unlearnbench-slurm-test.lock")
+CLUSTER_LOCK_WAIT = 3600
 
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: (\S+?)\)")
 # snakemake prints "rule X:" for a job it submits and "localrule X:" for one it runs itself
@@ -68,10 +74,27 @@ def _tail(proc: subprocess.CompletedProcess, n: int = 4000) -> str:
 
 
 @pytest.fixture(scope="module")
-def slurm_cluster():
-    """A running single-node cluster with FAKE_GPUS fake GPUs; stopped on teardown, always."""
+def cluster_lock():
+    """One test run at a time owns the machine's single-node cluster: `start` stops daemons it finds
+    running, which would pull the cluster from under another run of this test on the same machine."""
     if os.geteuid() != 0:
         pytest.skip("the Slurm test needs root (it installs packages and starts munge/slurmctld/slurmd)")
+    with open(CLUSTER_LOCK, "w") as lock:
+        deadline = time.monotonic() + CLUSTER_LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.skip(f"another run of this test held {CLUSTER_LOCK} for {CLUSTER_LOCK_WAIT} s")
+                time.sleep(5)
+        yield
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(cluster_lock):
+    """A running single-node cluster with FAKE_GPUS fake GPUs; stopped on teardown, always."""
     install = _script("install", timeout=1300)  # the script bounds apt itself (2 x 600 s)
     if install.returncode != 0:
         pytest.skip(f"could not install Debian's slurm packages (exit {install.returncode}):\n{_tail(install, 1500)}")
@@ -93,7 +116,9 @@ def _copy_workflow(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_FILES:
         src = REPO / name
-        if src.is_dir():
+        if src.is_symlink():  # ./slurm -> profiles/slurm, as in a clone
+            os.symlink(os.readlink(src), dest / name)
+        elif src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         elif src.exists():
             shutil.copy2(src, dest / name)
@@ -110,17 +135,15 @@ def _snakemake_env(workdir: Path) -> dict[str, str]:
     return env
 
 
-def _test_profile(workdir: Path) -> Path:
-    """profiles/slurm of the copy, with the test cluster's partition and node size; all else as shipped."""
-    profile = workdir / ".test-profile-slurm"
-    shutil.copytree(workdir / "profiles" / "slurm", profile)
-    config_file = profile / "config.yaml"
-    settings = yaml.safe_load(config_file.read_text())
-    settings["default-resources"]["slurm_partition"] = PARTITION
-    node_cpus = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True, timeout=30).stdout.split()
-    settings["cores"] = min(int(settings.get("cores", 1)), int(node_cpus[0]) if node_cpus else 1)
-    config_file.write_text(yaml.safe_dump(settings, sort_keys=False))
-    return profile
+def _node_cpus() -> int:
+    cpus = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True, timeout=30).stdout.split()
+    return int(cpus[0]) if cpus else 1
+
+
+def _snakemake_command() -> list[str]:
+    """`snakemake` of the Python running the tests (the console script a user types)."""
+    script = Path(sys.executable).with_name("snakemake")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "snakemake"]
 
 
 def _jobcomp_states() -> dict[str, str]:
@@ -184,15 +207,15 @@ def test_tiny_workflow_through_slurm(slurm_cluster, tmp_path, record_property):
     # the local reference run works on a copy of the same snapshot (library in src/ included)
     local_dir = tmp_path / "local"
     shutil.copytree(workdir, local_dir)
-    profile = _test_profile(workdir)
-    # the tiny config as is, but the GPU rules ask for one GPU each (the fake GPUs run nothing:
-    # torch finds no CUDA device and the jobs fall back to the CPU)
-    (workdir / "gpu.yaml").write_text("resources:\n  gpu: 1\n")
+    # the tiny config as is, but the GPU rules ask for one GPU each; the fake GPUs run nothing, so the
+    # jobs are told to use the CPU (resources.device: cpu) while they hold the GPU Slurm gave them
+    (workdir / "gpu.yaml").write_text("resources:\n  gpu: 1\n  device: cpu\n")
     cmd = [
         "timeout", "-s", "INT", "-k", "30", str(RUN_TIMEOUT),
-        sys.executable, "-m", "snakemake",
-        "--profile", str(profile),
+        *_snakemake_command(), "--profile", "slurm",
         "--configfile", TINY_CONFIG, "gpu.yaml",
+        # the test node's CPUs cap a submission (the profile's 8 would never be granted)
+        "--cores", str(_node_cpus()),
         # test-only plugin settings: poll fast, keep the per-job logs of successful jobs as evidence
         "--slurm-init-seconds-before-status-checks", "2",
         "--slurm-keep-successful-logs",
@@ -220,6 +243,9 @@ def test_tiny_workflow_through_slurm(slurm_cluster, tmp_path, record_property):
         pytest.fail(f"snakemake via Slurm failed (exit {proc.returncode}"
                     f"{', timed out' if proc.returncode in (124, 137) else ''}):\n{output[-6000:]}\n"
                     f"squeue:\n{squeue[-2000:]}\n{logs[-6000:]}")
+
+    # 0. the literal command found the repository's slurm profile and the workflow profile
+    assert "Using profiles slurm and workflow specific profile profiles/default" in output
 
     # 1. every submission is a real Slurm job that completed, with the plugin's log for it
     assert submissions, f"no 'submitted with SLURM jobid' lines in the output:\n{output[-3000:]}"

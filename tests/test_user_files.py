@@ -12,8 +12,8 @@ import torch
 import yaml
 
 from conftest import TINY_CONFIG, planned_jobs, snakemake
-from unlearnbench import fingerprints
-from unlearnbench.fingerprints import MISSING, DigestCache
+from unlearnbench import content_digests
+from unlearnbench.content_digests import MISSING, DigestCache
 
 DAY = 24 * 3600
 
@@ -26,8 +26,8 @@ def test_digests_are_cached_by_size_times_and_inode(tmp_path, monkeypatch):
     path = tmp_path / "big.npy"
     np.save(path, np.arange(5))
     hashed = []
-    real = fingerprints.sha256
-    monkeypatch.setattr(fingerprints, "sha256", lambda p: hashed.append(p) or real(p))
+    real = content_digests.sha256
+    monkeypatch.setattr(content_digests, "sha256", lambda p: hashed.append(p) or real(p))
     cache_file = tmp_path / "cache.json"
 
     first = DigestCache(cache_file).digests([path])[0]

@@ -334,6 +334,12 @@ def _check_klom(config: dict, schema: dict) -> None:
         )
 
 
+def _check_resources(config: dict, schema: dict) -> None:
+    resources = config.get("resources", {})
+    if resources.get("device") == "cuda" and resources.get("gpu") == 0:
+        raise ConfigError("config key resources.gpu: 0 (CPU jobs) contradicts resources.device: cuda")
+
+
 def _check_pool_users(config: dict, schema: dict) -> None:
     pool_users = []
     if not config["datamodels"].get("import"):  # imported datamodels replace the pool fit
@@ -450,7 +456,7 @@ def check_grid(entry: dict, where: str) -> None:
 
 CROSS_KEY_CHECKS = (
     _check_forget_sets, _check_models, _check_klom, _check_methods, _check_pool_users, _check_ulira,
-    _check_imports, _check_size, _check_grids,
+    _check_imports, _check_size, _check_grids, _check_resources,
 )
 
 

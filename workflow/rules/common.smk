@@ -1,9 +1,12 @@
 # Helpers shared by the rules: config lookups and input functions (getters are named get_*).
 
+import functools
 import re
 
 from unlearnbench import config as plan
-from unlearnbench.fingerprints import DigestCache
+from unlearnbench.content_digests import DigestCache
+from unlearnbench import fingerprint
+from unlearnbench.device import device_request, gpus_per_job
 from unlearnbench.methods import lookup
 from unlearnbench.seeds import derive_seed
 
@@ -19,6 +22,13 @@ ORACLE_SHARDS = plan.oracle_shards(config)
 RES = config["resources"]
 # content digests of the user's own input files (see get_forget_set_content)
 USER_FILES = DigestCache()
+# `gpu: auto` -> 0 or 1 GPU per torch job, decided once (unlearnbench.device.gpus_per_job)
+RES["gpu"] = gpus_per_job(
+    RES["gpu"],
+    RES["device"],
+    workflow.global_resources.get("gpu").value,
+    workflow.is_main_process,
+)
 
 SPLITS = f"results/data/{DATASET}/splits.npz"
 FORGET_SET = "results/forget_sets/{dataset}/forget_set_{forget_set}.npy"
@@ -51,6 +61,43 @@ wildcard_constraints:
 def id_pattern(ids):
     """A wildcard constraint matching exactly these ids (forget sets, shards)."""
     return "|".join(re.escape(str(i)) for i in ids)
+
+
+# A plug-in method must be found before any job runs (located, not imported: see fingerprint.locate).
+for name, target in config["plugins"].items():
+    if problem := fingerprint.missing_target(target):
+        sys.exit(f"Invalid config: config key plugins.{name}: {problem}")
+
+
+def get_code(script, per_method=False):
+    """The `code` param of a rule: a digest of the code its job runs (unlearnbench.fingerprint), so a
+    library change reruns exactly the jobs whose code changed. `per_method`: the job runs the method
+    of its {method} wildcard, whose own code counts too."""
+    path = os.path.join(workflow.basedir, "workflow", "scripts", script)
+    if per_method:
+        return lambda w: _code_fingerprint(
+            path, lookup(w.method, config["plugins"]).target
+        )
+    return lambda w: _code_fingerprint(path)
+
+
+@functools.cache
+def _code_fingerprint(path, target=None):
+    return fingerprint.code_fingerprint(path, (target,) if target else ())
+
+
+def get_method_plugin(wildcards):
+    """The `plugins` entry of the job's own method ({} for a built-in one): adding a plug-in to the
+    config changes no other job's params."""
+    plugins = config["plugins"]
+    return {w: plugins[w] for w in [wildcards.method] if w in plugins}
+
+
+def get_device(wildcards, resources):
+    """What a torch job runs on: its `gpu` resource as scheduled (set-resources included). Derived
+    from resources, so not among the params snakemake compares: a device change reruns nothing.
+    """
+    return device_request(resources.gpu, RES["device"], RES["jobs_per_gpu"])
 
 
 def oracle_family(forget_set):

@@ -15,6 +15,7 @@ rule prepare_dataset:
         val_resolution=config["data"]["val_resolution"],
         n_train=DATA.n_train,
         n_val=DATA.n_val,
+        code=get_code("prepare_dataset.py"),
     script:
         "../scripts/prepare_dataset.py"
 
@@ -33,5 +34,6 @@ rule make_forget_set:
         seed=get_forget_set_seed,
         n_train=DATA.n_train,
         content=get_forget_set_content,
+        code=get_code("make_forget_set.py"),
     script:
         "../scripts/make_forget_set.py"

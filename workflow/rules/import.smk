@@ -38,6 +38,7 @@ if DOWNLOADS:
             allow_http=lambda w: DOWNLOADS[w.forget_set]["allow_http"],
             user_path=lambda w: DOWNLOADS[w.forget_set].get("path"),
             max_bytes=index_file_limit(DATA.n_train),
+            code=get_code("download_forget_set.py"),
         script:
             "../scripts/download_forget_set.py"
 
@@ -63,6 +64,7 @@ if IMPORT.get("base_weights"):
             in_channels=DATA.in_channels,
             model_range=lambda w: get_model_range(w, "base"),
             content=lambda w: USER_FILES.digests(get_imported_state_dicts(w)),
+            code=get_code("import_base_weights.py"),
         script:
             "../scripts/import_base_weights.py"
 
@@ -90,6 +92,7 @@ if ORACLE_IMPORTS and IMPORTED_ORACLE_SHARDS:
             n_train=DATA.n_train,
             n_val=DATA.n_val,
             content=lambda w: USER_FILES.digests(ORACLE_IMPORTS[w.forget_set].values()),
+            code=get_code("import_oracle_margins.py"),
         script:
             "../scripts/import_oracle_margins.py"
 
@@ -120,6 +123,7 @@ if HUB:
             files=HUB.files,
             pins=HUB.pins,
             lock=HUB.lock,
+            code=get_code("fetch_hub_assets.py"),
         script:
             "../scripts/fetch_hub_assets.py"
 
@@ -142,6 +146,7 @@ if HUB:
             params:
                 file=lambda w: HUB.forget_sets[w.forget_set],
                 n_train=DATA.n_train,
+                code=get_code("import_hub_forget_set.py"),
             script:
                 "../scripts/import_hub_forget_set.py"
 
@@ -165,6 +170,7 @@ if HUB:
                 num_classes=DATA.num_classes,
                 in_channels=DATA.in_channels,
                 model_range=lambda w: get_model_range(w, "base"),
+                code=get_code("import_hub_base_weights.py"),
             script:
                 "../scripts/import_hub_base_weights.py"
 
@@ -187,6 +193,7 @@ if HUB:
                 model_range=lambda w: get_model_range(w, "base"),
                 n_train=DATA.n_train,
                 n_val=DATA.n_val,
+                code=get_code("import_hub_base_margins.py"),
             script:
                 "../scripts/import_hub_base_margins.py"
 
@@ -216,5 +223,6 @@ if HUB:
                 model_range=lambda w: get_model_range(w, "oracle"),
                 n_train=DATA.n_train,
                 n_val=DATA.n_val,
+                code=get_code("import_hub_oracle_margins.py"),
             script:
                 "../scripts/import_hub_oracle_margins.py"

@@ -16,7 +16,8 @@ rule compute_margins:
     resources:
         gpu=RES["gpu"],
     params:
-        device=RES["device"],
+        device=get_device,
         keep_logits=lambda w: w.family == "pool",
+        code=get_code("compute_margins.py"),
     script:
         "../scripts/compute_margins.py"

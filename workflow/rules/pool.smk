@@ -17,6 +17,7 @@ rule fit_datamodels:
         estimator=DATAMODEL_ESTIMATOR,
         l2=DATAMODEL_L2,
         n_train=DATA.n_train,
+        code=get_code("fit_datamodels.py"),
     script:
         "../scripts/fit_datamodels.py"
 
@@ -41,6 +42,7 @@ rule datamodel_quality:
         seed=derive_seed("datamodel_quality", base=config["seed"]),
         imported=DATAMODELS_IMPORT,
         n_train=DATA.n_train,
+        code=get_code("datamodel_quality.py"),
     script:
         "../scripts/datamodel_quality.py"
 
@@ -60,6 +62,7 @@ rule datamodel_effect:
         estimator=DATAMODEL_ESTIMATOR,
         l2=DATAMODEL_L2,
         imported=DATAMODELS_IMPORT,
+        code=get_code("datamodel_effect.py"),
     script:
         "../scripts/datamodel_effect.py"
 
@@ -79,6 +82,7 @@ rule make_ulira_requests:
         n_requests=ULIRA["n_requests"] if ULIRA else None,
         request_size=ULIRA["request_size"] if ULIRA else None,
         seed=config["seed"],
+        code=get_code("make_ulira_requests.py"),
     script:
         "../scripts/make_ulira_requests.py"
 
@@ -107,8 +111,9 @@ rule ulira_unlearn:
         epochs=get_ulira_snapshot_epochs,
         seeds=get_ulira_seeds,
         recipe=config["train"],
-        device=RES["device"],
+        device=get_device,
         models_per_batch=RES["models_per_batch"],
+        code=get_code("ulira_unlearn.py", per_method=True),
     script:
         "../scripts/ulira_unlearn.py"
 
@@ -132,6 +137,7 @@ rule score_ulira:
         n_targets=ULIRA["n_targets"] if ULIRA else None,
         seed=config["seed"],
         bootstrap=config["bootstrap"],
+        code=get_code("score_ulira.py"),
     script:
         "../scripts/score_ulira.py"
 
@@ -149,5 +155,6 @@ rule summarize_ulira:
         "../../envs/unlearnbench.yaml"
     params:
         run_keys=get_ulira_keys,
+        code=get_code("summarize_ulira.py"),
     script:
         "../scripts/summarize_ulira.py"

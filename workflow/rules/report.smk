@@ -45,6 +45,7 @@ rule report_tables:
     params:
         stat=REPORT_STAT,
         titles={name: title for name, (_, title) in OPTIONAL_TABLES.items()},
+        code=get_code("report_tables.py"),
     script:
         "../scripts/report_tables.py"
 
@@ -69,6 +70,7 @@ rule report_extra_table:
         "../../envs/unlearnbench.yaml"
     params:
         title=lambda w: report_plan.OPTIONAL_TABLES[w.table][1],
+        code=get_code("report_extra_table.py"),
     script:
         "../scripts/report_extra_table.py"
 
@@ -91,6 +93,7 @@ rule plot_tradeoff:
         "../../envs/unlearnbench.yaml"
     params:
         stat=REPORT_STAT,
+        code=get_code("plot_tradeoff.py"),
     script:
         "../scripts/plot_tradeoff.py"
 
@@ -113,6 +116,7 @@ rule plot_group_bars:
         "../../envs/unlearnbench.yaml"
     params:
         stat=REPORT_STAT,
+        code=get_code("plot_group_bars.py"),
     script:
         "../scripts/plot_group_bars.py"
 
@@ -142,6 +146,7 @@ rule plot_klom_epochs:
         score_keys=report_plan.run_keys(RUNS),
         n_train=DATA.n_train,
         n_val=DATA.n_val,
+        code=get_code("plot_klom_epochs.py"),
     script:
         "../scripts/plot_klom_epochs.py"
 
@@ -179,5 +184,6 @@ rule plot_margins:
         n_points=REPORT_POINTS,
         reference=REPORT_REFERENCE,
         clip=config["klom"]["clip"],
+        code=get_code("plot_margins.py"),
     script:
         "../scripts/plot_margins.py"

@@ -25,6 +25,7 @@ rule score_klom:
         n_train=DATA.n_train,
         n_val=DATA.n_val,
         cost_unit=DATA.n_train * config["train"]["epochs"],
+        code=get_code("score_klom.py"),
     script:
         "../scripts/score_klom.py"
 
@@ -45,5 +46,6 @@ rule summarize:
         "../../envs/unlearnbench.yaml"
     params:
         run_keys=get_summary_keys,
+        code=get_code("summarize.py"),
     script:
         "../scripts/summarize.py"

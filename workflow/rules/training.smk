@@ -23,8 +23,9 @@ rule train_base:
         recipe=config["train"],
         model_range=lambda w: get_model_range(w, "base"),
         seeds=get_base_seeds,
-        device=RES["device"],
+        device=get_device,
         models_per_batch=RES["models_per_batch"],
+        code=get_code("train.py"),
     script:
         "../scripts/train.py"
 
@@ -51,8 +52,9 @@ rule train_oracle:
         recipe=config["train"],
         model_range=lambda w: get_model_range(w, "oracle"),
         seeds=get_oracle_seeds,
-        device=RES["device"],
+        device=get_device,
         models_per_batch=RES["models_per_batch"],
+        code=get_code("train.py"),
     script:
         "../scripts/train.py"
 
@@ -79,7 +81,8 @@ rule train_pool:
         model_range=lambda w: get_model_range(w, "pool"),
         seeds=get_pool_seeds,
         pool_seed=config["seed"],
-        device=RES["device"],
+        device=get_device,
         models_per_batch=RES["models_per_batch"],
+        code=get_code("train.py"),
     script:
         "../scripts/train.py"

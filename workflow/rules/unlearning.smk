@@ -22,7 +22,8 @@ rule unlearn:
         epochs=get_snapshot_epochs,
         seeds=get_unlearn_seeds,
         plugins=get_method_plugin,
-        device=RES["device"],
+        device=get_device,
         models_per_batch=RES["models_per_batch"],
+        code=get_code("unlearn.py", per_method=True),
     script:
         "../scripts/unlearn.py"
