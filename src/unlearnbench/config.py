@@ -145,14 +145,21 @@ def _branches(node: dict, root: dict) -> list[dict]:
     return [node]
 
 
+_ENUM_TYPES = {str: "enum_text", bool: "boolean", int: "integer", float: "number", type(None): "null"}
+
+
 def _types(branches: list[dict]) -> set[str]:
     types = set()
     for b in branches:
         t = b.get("type")
         types.update([t] if isinstance(t, str) else t or [])
         if "enum" in b:
-            types.update(type(v).__name__ for v in b["enum"])  # 'str' marks an enum of strings
+            types.update(_ENUM_TYPES.get(type(v), "string") for v in b["enum"])
     return types
+
+
+def _enum_texts(branches: list[dict]) -> set[str]:
+    return {v for b in branches for v in b.get("enum", ()) if isinstance(v, str)}
 
 
 def _parse(text: str, types: set[str]):
@@ -171,7 +178,10 @@ def _coerce(value, node: dict, root: dict):
     branches = _branches(node, root)
     types = _types(branches)
     if isinstance(value, str):
-        return value if types & {"string", "str"} or not types else _parse(value, types)
+        # free text stays text; so does one of an enum's words (`gpu: auto`); `"1"` for `gpu: [auto, 0, 1]` is 1
+        if "string" in types or not types or value in _enum_texts(branches):
+            return value
+        return _parse(value, types)
     if isinstance(value, dict):
         for b in branches:
             if "properties" in b or "additionalProperties" in b:
