@@ -5,6 +5,7 @@ Importable without torch: the Snakefile calls it at every parse, including insid
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import os
@@ -32,7 +33,7 @@ def _with_defaults(validator_class):
         if isinstance(instance, dict):
             for name, sub in properties.items():
                 if "default" in sub and name not in instance:
-                    instance[name] = sub["default"]
+                    instance[name] = copy.deepcopy(sub["default"])  # never share one default object
         yield from validate_properties(validator, properties, instance, schema)
 
     return validators.extend(validator_class, {"properties": set_defaults})
@@ -56,6 +57,8 @@ def validate(config: dict, schema_path: str | os.PathLike) -> dict:
         raise ConfigError(f"config key {_key(error.absolute_path)}: {error.message}")
     _check_cross_keys(config, schema)
     _check_published_sources(config)
+    if config.get("pool") and "train" not in config["pool"]:
+        config["pool"]["train"] = copy.deepcopy(config["train"])  # the pool trains as the base models
     _sort_keys(config)
     return config
 
@@ -140,6 +143,12 @@ def _check_cross_keys(config: dict, schema: dict) -> None:
             raise ConfigError("config key ulira.methods.oracle_matching: needs oracles per request; not available")
     if config.get("pool") and config["pool"]["n_models"] <= config["datamodels"]["holdout_models"]:
         raise ConfigError("config key datamodels.holdout_models: must be below pool.n_models")
+    for section in ("methods", "ulira.methods"):
+        methods = config["methods"] if section == "methods" else (config.get("ulira") or {}).get("methods", {})
+        for name, entry in methods.items():
+            if any(hp.get("nesterov") and not hp.get("momentum") for hp in grid(entry or {})):
+                raise ConfigError(f"config key {section}.{name}.nesterov: Nesterov momentum needs a momentum > 0 "
+                                  "in every grid point")
     if config["n_holdout_oracles"] == 0 and "oracle" in config["methods"]:
         raise ConfigError("config key n_holdout_oracles: the oracle method needs at least one held-out oracle")
 

@@ -7,7 +7,6 @@ unit: one safetensors file per shard of models, keys = parameter names, leading 
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass, field
 
@@ -35,6 +34,10 @@ class ModelStack:
     _template: nn.Module = field(default=None, repr=False)
     # per-model arrays stored alongside the weights, e.g. "train_mask" [M, n_train] of pool models
     extras: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # test-time augmentation of eval-mode logits (margins): "none", or "flip" = the mean of the logits of
+    # each image and its left-right mirror (the published U-LiRA pool's margins). Not stored with the weights.
+    tta: str = "none"
+    _compiled: object = field(default=None, repr=False)
 
     def __post_init__(self):
         if self._template is None:
@@ -91,6 +94,7 @@ class ModelStack:
             {k: v[rows].clone() for k, v in self.buffers.items()},
             self.model_index[rows],
             self._template,
+            tta=self.tta,
         )
 
     def assign(self, rows, other: ModelStack) -> None:
@@ -109,20 +113,37 @@ class ModelStack:
         self._template.train(train)
         params = self.params if params is None else params
         x_dim = 0 if x.dim() == self._input_dims() + 1 else None
+        return _stacked_forward(self._template, params, self.buffers, x, x_dim)
 
-        def one(p, b, xb):
-            return functional_call(self._template, (p, b), (xb,))
+    def compiled_forward(self, backend: str = "inductor"):
+        """``forward`` through ``torch.compile`` (compiled once per stack; opt-in: the first call compiles,
+        and importing the compiler costs seconds, so it pays only for long runs on a GPU)."""
+        if self._compiled is None:
+            compiled = torch.compile(_stacked_forward, dynamic=False, backend=backend)
 
-        return vmap(one, in_dims=(0, 0, x_dim), randomness="different")(params, self.buffers, x)
+            def forward(x, *, train: bool, params=None):
+                self._template.train(train)
+                x_dim = 0 if x.dim() == self._input_dims() + 1 else None
+                return compiled(self._template, self.params if params is None else params, self.buffers, x, x_dim)
+
+            self._compiled = forward
+        return self._compiled
 
     def _input_dims(self) -> int:
         return 4  # [B, C, H, W]
 
     def eval_batches(self, inputs: torch.Tensor, batch_size: int | None = None):
-        """Eval-mode logits ``[M, b, C]`` of consecutive chunks of ``inputs``, each with its slice."""
+        """Eval-mode logits ``[M, b, C]`` of consecutive chunks of ``inputs``, each with its slice
+        (with ``tta == "flip"``: the mean of the logits of each image and of its mirror image)."""
+        if self.tta not in ("none", "flip"):
+            raise ValueError(f"unknown test-time augmentation {self.tta!r} (none or flip)")
         batch_size = batch_size or self.eval_batch_size(inputs)
         for i in range(0, len(inputs), batch_size):
-            yield slice(i, i + batch_size), self.forward(inputs[i : i + batch_size], train=False)
+            x = inputs[i : i + batch_size]
+            logits = self.forward(x, train=False)
+            if self.tta == "flip":
+                logits = (logits.float() + self.forward(x.flip(-1), train=False).float()) / 2
+            yield slice(i, i + batch_size), logits
 
     @torch.no_grad()
     def logits(self, inputs: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
@@ -138,8 +159,28 @@ class ModelStack:
         """
         if self.device.type != "cpu":
             return GPU_EVAL_BATCH
-        per_input = _widest_activation(self.arch, self.num_classes, self.in_channels, tuple(inputs.shape[1:]))
+        per_input = _widest_activation(self, tuple(inputs.shape[1:]))
         return max(1, min(CPU_EVAL_BATCH_MAX, CPU_EVAL_FLOATS // (self.n_models * per_input)))
+
+    # memory layout -----------------------------------------------------------------------------
+    def to_channels_last(self) -> None:
+        """Conv weights ``[M, O, C, kh, kw]`` stored channels-last per model (physically ``[M, O, kh, kw, C]``):
+        vmap folds the model axis into the output channels, which keeps that a channels-last 4-D weight."""
+        for k, v in self.params.items():
+            if v.dim() == 5:
+                self.params[k] = v.detach().permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+
+    def to_contiguous(self) -> None:
+        for k, v in self.params.items():
+            if not v.is_contiguous():
+                self.params[k] = v.detach().contiguous()
+
+    @staticmethod
+    def model_channels_last(x: torch.Tensor) -> torch.Tensor:
+        """A per-model batch ``[M, B, C, H, W]`` laid out physically as ``[B, H, W, M, C]``: vmap's batched
+        convolution folds the model axis into the channels, and this layout makes the folded
+        ``[B, M*C, H, W]`` input a channels-last view instead of a copy."""
+        return x.permute(1, 3, 4, 0, 2).contiguous().permute(3, 0, 4, 1, 2)
 
     def finite(self) -> np.ndarray:
         """Per model: are all parameters and floating-point buffers (BatchNorm statistics) finite?"""
@@ -183,15 +224,33 @@ class ModelStack:
         )
 
 
-@functools.lru_cache(maxsize=None)
-def _widest_activation(arch: str, num_classes: int, in_channels: int, input_shape: tuple[int, ...]) -> int:
-    """Largest number of elements any layer of the architecture outputs for one input (a shape-only forward)."""
-    with torch.device("meta"):  # shapes only: no weights are allocated or initialised
-        model = build_model(arch, num_classes, in_channels).eval()
-    sizes = []
-    for module in model.modules():
-        if next(module.children(), None) is None:
-            module.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel()))
-    with torch.no_grad():
-        model(torch.empty((1, *input_shape), device="meta"))
-    return max(sizes, default=1)
+def _stacked_forward(template: nn.Module, params, buffers, x: torch.Tensor, x_dim: int | None) -> torch.Tensor:
+    def one(p, b, xb):
+        return functional_call(template, (p, b), (xb,))
+
+    return vmap(one, in_dims=(0, 0, x_dim), randomness="different")(params, buffers, x)
+
+
+_WIDEST: dict[tuple, int] = {}
+
+
+@torch.no_grad()
+def _widest_activation(stack: ModelStack, input_shape: tuple[int, ...]) -> int:
+    """Largest number of elements any layer of the architecture outputs for one input.
+
+    Read from forward hooks during one eval forward of the stack itself on one blank input (the hooks see
+    per-model shapes under vmap). Not a shape-only forward on the "meta" device: meta tensors run
+    PyTorch's Python reference ops, whose first call imports torch._dynamo (2 s of start-up per job).
+    """
+    key = (stack.arch, stack.num_classes, stack.in_channels, input_shape)
+    if key not in _WIDEST:
+        sizes: list[int] = []
+        leaves = [m for m in stack._template.modules() if next(m.children(), None) is None]
+        handles = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel())) for m in leaves]
+        try:
+            stack.forward(torch.zeros((1, *input_shape), device=stack.device), train=False)
+        finally:
+            for handle in handles:
+                handle.remove()
+        _WIDEST[key] = max(sizes, default=1)
+    return _WIDEST[key]

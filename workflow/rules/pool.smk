@@ -79,9 +79,11 @@ rule ulira_unlearn:
         hyperparameters=get_ulira_hyperparameters,
         epochs=get_ulira_snapshot_epochs,
         seeds=get_ulira_seeds,
-        recipe=config["train"],
+        recipe=(config["pool"] or {}).get("train"),
+        tta=(config["pool"] or {}).get("tta"),
         device=RES["device"],
         models_per_batch=RES["models_per_batch"],
+        compile=RES["compile"],
     script:
         "../scripts/ulira_unlearn.py"
 

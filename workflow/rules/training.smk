@@ -25,6 +25,7 @@ rule train_base:
         seeds=get_base_seeds,
         device=RES["device"],
         models_per_batch=RES["models_per_batch"],
+        compile=RES["compile"],
     script:
         "../scripts/train.py"
 
@@ -53,6 +54,7 @@ rule train_oracle:
         seeds=get_oracle_seeds,
         device=RES["device"],
         models_per_batch=RES["models_per_batch"],
+        compile=RES["compile"],
     script:
         "../scripts/train.py"
 
@@ -75,11 +77,12 @@ rule train_pool:
         gpu=RES["gpu"],
     params:
         model=config["model"],
-        recipe=config["train"],
+        recipe=(config["pool"] or {}).get("train"),
         model_range=lambda w: get_model_range(w, "pool"),
         seeds=get_pool_seeds,
         pool_seed=config["seed"],
         device=RES["device"],
         models_per_batch=RES["models_per_batch"],
+        compile=RES["compile"],
     script:
         "../scripts/train.py"

@@ -24,5 +24,6 @@ rule unlearn:
         plugins=config["plugins"],
         device=RES["device"],
         models_per_batch=RES["models_per_batch"],
+        compile=RES["compile"],
     script:
         "../scripts/unlearn.py"
