@@ -124,7 +124,13 @@ def test_a_validated_config_builds_its_recipe_and_the_pool_recipe_defaults_to_tr
 AUGMENT = Augment(flip=True, translate=1, cutout=2)
 
 
-def test_batched_training_with_augmentation_equals_one_model_at_a_time(digits):
+def test_batched_training_with_augmentation_equals_one_model_at_a_time(digits, monkeypatch):
+    """Each model draws its own augmentation, whoever shares its batch. (Contiguous layout: channels-last
+    convolutions round differently with the number of models, and augmented digits - zero-filled
+    squares, exact ties in max-pooling - let that grow to 1e-4 in three epochs.)"""
+    from unlearnbench import loop
+
+    monkeypatch.setattr(loop.ENGINE, "channels_last", False)
     splits, x, y = digits
     seeds = [11, 12, 13]
     recipe = dataclasses.replace(RECIPE, epochs=3, augment=AUGMENT)
@@ -161,7 +167,8 @@ def test_augmentation_applies_to_the_batches_the_models_see(digits, monkeypatch)
     assert not torch.equal(batch[0], batch[1])  # the two models draw their own
 
 
-@pytest.mark.parametrize("switch", [{"channels_last": True}, {"compile": True}])
+@pytest.mark.parametrize("switch", [{"channels_last": True}, {"compile": True},
+                                    {"compile": True, "channels_last": True}])
 def test_speed_switches_leave_the_results_unchanged(digits, switch, monkeypatch):
     """channels_last (on by default for the conv nets on a GPU) and torch.compile (opt-in) only change
     the speed. On the CPU compile uses the "aot_eager" backend here: the same graph capture of the
@@ -175,9 +182,10 @@ def test_speed_switches_leave_the_results_unchanged(digits, switch, monkeypatch)
     points = np.arange(0, splits.n_train, 3)
     reference = ModelStack.initialise("digits_cnn", 10, 1, seeds, range(2))
     switched = ModelStack.initialise("digits_cnn", 10, 1, seeds, range(2))
+    monkeypatch.setattr(loop.ENGINE, "channels_last", False)
     train_stack(reference, x, y, points, seeds, recipe)
     monkeypatch.setattr(loop.ENGINE, "compile", switch.get("compile", False))
-    monkeypatch.setattr(loop.ENGINE, "channels_last", switch.get("channels_last"))
+    monkeypatch.setattr(loop.ENGINE, "channels_last", switch.get("channels_last", False))
     train_stack(switched, x, y, points, seeds, recipe)
     for name, value in reference.params.items():
         torch.testing.assert_close(switched.params[name], value, rtol=1e-4, atol=1e-5)
@@ -204,3 +212,50 @@ def test_the_log_has_a_progress_line_per_epoch_and_accuracies_at_report_epochs(d
     last = accuracy[-1]
     assert "train " in last and "val " in last
     assert float(last.split("val ")[1]) > 0.5
+
+
+@pytest.mark.parametrize("arch, in_channels, side", [("digits_cnn", 1, 8), ("resnet9", 3, 16), ("resnet18", 3, 32)])
+def test_the_folded_forward_is_vmaps_bit_for_bit(arch, in_channels, side):
+    """Models folded into the channels of one network compute what vmap computes: logits (train and
+    eval, per-model and shared inputs) and BatchNorm statistics bit for bit; gradients bit for bit for
+    digits_cnn and resnet9, to float rounding for resnet18 (its overlapping max-pool windows add
+    gradients in another order)."""
+    from unlearnbench import wide
+
+    folded_stack = ModelStack.initialise(arch, 10, in_channels, [1, 2, 3], range(3))
+    assert wide.folded(arch, folded_stack._template) is not None
+    vmapped = folded_stack.copy()
+    gen = torch.Generator().manual_seed(0)
+    x, labels = torch.randn(3, 5, in_channels, side, side, generator=gen), torch.randint(0, 10, (15,), generator=gen)
+    for stack, forward in ((folded_stack, folded_stack.forward), (vmapped, vmapped.forward_vmap)):
+        for v in stack.params.values():
+            v.requires_grad_(True)
+        logits = forward(x, train=True)
+        torch.nn.functional.cross_entropy(logits.reshape(-1, 10), labels).backward()
+        stack.train_logits = logits.detach()
+    assert torch.equal(folded_stack.train_logits, vmapped.train_logits)
+    for name in folded_stack.buffers:
+        assert torch.equal(folded_stack.buffers[name], vmapped.buffers[name]), name
+    for name in folded_stack.params:
+        grads = folded_stack.params[name].grad, vmapped.params[name].grad
+        if arch == "resnet18":
+            torch.testing.assert_close(*grads, rtol=1e-5, atol=1e-5)
+        else:
+            assert torch.equal(*grads), name
+    with torch.no_grad():
+        shared = x[0]
+        assert torch.equal(folded_stack.forward(shared, train=False), vmapped.forward_vmap(shared, train=False))
+        assert torch.equal(folded_stack.forward(x, train=False), vmapped.forward_vmap(x, train=False))
+
+
+def test_channels_last_stacks_keep_their_layout_through_slices_and_save_contiguous(tmp_path):
+    stack = ModelStack.initialise("digits_cnn", 10, 1, [1, 2], [0, 1])
+    plain = stack.copy()
+    stack.to_channels_last()
+    part = stack.select([1])
+    assert part.channels_last and part.params["0.0.weight"][0].is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(stack.forward(x, train=False), plain.forward(x, train=False))
+    stack.save(tmp_path / "w.safetensors")
+    assert torch.equal(ModelStack.load(tmp_path / "w.safetensors").params["0.0.weight"], plain.params["0.0.weight"])

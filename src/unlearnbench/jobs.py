@@ -138,6 +138,7 @@ def compute_margins(weights: str, splits: str, out: str, threads: int = 1, devic
     import torch
 
     from .data import load_splits
+    from .loop import channels_last_for
     from .margins import argmax_correct, margins_from_logits
     from .stack import ModelStack
 
@@ -145,6 +146,8 @@ def compute_margins(weights: str, splits: str, out: str, threads: int = 1, devic
     data = load_splits(splits)
     stack = ModelStack.load(weights, dev)
     stack.tta = tta
+    if channels_last_for(stack):
+        stack.to_channels_last()
     inputs, labels = data.images(dev), torch.from_numpy(data.labels()).to(dev)
     logits = stack.logits(inputs)  # [M, P, C]: small next to the images
     margins = margins_from_logits(logits, labels).cpu().numpy()

@@ -33,13 +33,13 @@ import torch
 from .augment import Augment
 from .optim import SGD, Adam, param_groups
 from .stack import ModelStack
+from .wide import folded
 
 log = logging.getLogger(__name__)
 
 # loss(stack-slice forward logits [M, B, C], labels [M, B], batch) -> per-model loss [M]
 LossFn = Callable[[torch.Tensor, torch.Tensor, "Batch"], torch.Tensor]
 
-CONV_NETS = frozenset({"resnet9", "resnet18"})  # where channels_last pays on a GPU (the published recipe uses it)
 EVAL_POINTS = 1024  # points per group for the accuracy in the progress lines (a fixed, evenly spaced subsample)
 
 
@@ -84,7 +84,8 @@ class Optimiser:
 @dataclass
 class Engine:
     """Speed switches of the loop, set once per job (``jobs.torch_setup``); results are equal either way
-    up to float rounding. ``channels_last`` None = on for the conv nets on a GPU, off on the CPU."""
+    up to float rounding. ``channels_last`` None = on wherever the models run folded into one network
+    (:mod:`unlearnbench.wide`: every built-in architecture, CPU or GPU)."""
 
     compile: bool = False  # torch.compile the stacked training forward (imports dynamo: seconds of start-up)
     channels_last: bool | None = None
@@ -237,8 +238,15 @@ class _Settings:
 
 def _channels_last(stack: ModelStack, switch: bool | None) -> bool:
     if switch is None:
-        return stack.device.type == "cuda" and stack.arch in CONV_NETS
+        # measured (benchmarks/stack_forward.py, 1 CPU thread, 25 digits nets): a training step 2.1x, an eval
+        # chunk 1.5x faster than vmap's contiguous layout; on a GPU the published recipe's own layout
+        return folded(stack.arch, stack._template) is not None
     return bool(switch)
+
+
+def channels_last_for(stack: ModelStack) -> bool:
+    """Whether this job's stacks run channels-last (:data:`ENGINE`), e.g. for margins outside the loop."""
+    return _channels_last(stack, ENGINE.channels_last)
 
 
 def _run_part(part, rows, inputs, labels, seeds, optimiser, epochs, phases_for_epoch, on_epoch_end, per_epoch,
@@ -278,8 +286,6 @@ def _run_part(part, rows, inputs, labels, seeds, optimiser, epochs, phases_for_e
                 x = inputs[idx]
                 if augment is not None:
                     x = augment.apply(x, augment_dev[:, begin:end])
-                if settings.channels_last:
-                    x = ModelStack.model_channels_last(x)
                 lr = phase.lr(step) if callable(phase.lr) else phase.lr
                 bad |= _train_step(forward, opt, phase.loss, x, labels[idx], Batch(idx, x, rows), lr, settings.amp,
                                    device)

@@ -17,6 +17,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from .models import build_model
 from .storage import load_tensors, save_tensors
+from .wide import folded
 
 GPU_EVAL_BATCH = 2048
 CPU_EVAL_BATCH_MAX = 512
@@ -37,6 +38,9 @@ class ModelStack:
     # test-time augmentation of eval-mode logits (margins): "none", or "flip" = the mean of the logits of
     # each image and its left-right mirror (the published U-LiRA pool's margins). Not stored with the weights.
     tta: str = "none"
+    # conv weights and inputs in channels-last layout (``to_channels_last``): same results up to float
+    # rounding, faster kernels for small feature maps on a CPU and with cuDNN
+    channels_last: bool = False
     _compiled: object = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -86,7 +90,7 @@ class ModelStack:
 
     def select(self, rows) -> ModelStack:
         rows = list(rows)
-        return ModelStack(
+        part = ModelStack(
             self.arch,
             self.num_classes,
             self.in_channels,
@@ -96,6 +100,9 @@ class ModelStack:
             self._template,
             tta=self.tta,
         )
+        if self.channels_last:
+            part.to_channels_last()
+        return part
 
     def assign(self, rows, other: ModelStack) -> None:
         """Write ``other``'s models into rows ``rows`` of this stack."""
@@ -109,7 +116,22 @@ class ModelStack:
 
     # evaluation ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, *, train: bool, params=None) -> torch.Tensor:
-        """Logits ``[M, B, C]``. ``x`` is ``[M, B, ...]`` (a batch per model) or ``[B, ...]`` (shared)."""
+        """Logits ``[M, B, C]``. ``x`` is ``[M, B, ...]`` (a batch per model) or ``[B, ...]`` (shared).
+
+        The models run folded into the channels of one network (:mod:`unlearnbench.wide`) where the
+        architecture allows, else through ``torch.func.vmap``; the two are bit-identical."""
+        params = self.params if params is None else params
+        x_dim = 0 if x.dim() == self._input_dims() + 1 else None
+        if self.channels_last:
+            x = self.model_channels_last(x) if x_dim == 0 else x.contiguous(memory_format=torch.channels_last)
+        net = folded(self.arch, self._template)
+        if net is not None:
+            return net(params, self.buffers, x, x_dim, train, self.channels_last)
+        return self.forward_vmap(x, train=train, params=params)
+
+    def forward_vmap(self, x: torch.Tensor, *, train: bool, params=None) -> torch.Tensor:
+        """``forward`` through ``torch.func.vmap`` of the template over the stacked parameters (the
+        input's layout as given)."""
         self._template.train(train)
         params = self.params if params is None else params
         x_dim = 0 if x.dim() == self._input_dims() + 1 else None
@@ -119,14 +141,7 @@ class ModelStack:
         """``forward`` through ``torch.compile`` (compiled once per stack; opt-in: the first call compiles,
         and importing the compiler costs seconds, so it pays only for long runs on a GPU)."""
         if self._compiled is None:
-            compiled = torch.compile(_stacked_forward, dynamic=False, backend=backend)
-
-            def forward(x, *, train: bool, params=None):
-                self._template.train(train)
-                x_dim = 0 if x.dim() == self._input_dims() + 1 else None
-                return compiled(self._template, self.params if params is None else params, self.buffers, x, x_dim)
-
-            self._compiled = forward
+            self._compiled = torch.compile(self.forward, dynamic=False, backend=backend)
         return self._compiled
 
     def _input_dims(self) -> int:
@@ -164,22 +179,25 @@ class ModelStack:
 
     # memory layout -----------------------------------------------------------------------------
     def to_channels_last(self) -> None:
-        """Conv weights ``[M, O, C, kh, kw]`` stored channels-last per model (physically ``[M, O, kh, kw, C]``):
-        vmap folds the model axis into the output channels, which keeps that a channels-last 4-D weight."""
+        """Conv weights ``[M, O, C, kh, kw]`` stored channels-last per model (physically ``[M, O, kh, kw, C]``:
+        folding the model axis into the output channels keeps that a channels-last 4-D weight), and inputs
+        laid out to match in ``forward``. Call before handing the parameters to an optimiser."""
         for k, v in self.params.items():
             if v.dim() == 5:
                 self.params[k] = v.detach().permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+        self.channels_last = True
 
     def to_contiguous(self) -> None:
         for k, v in self.params.items():
             if not v.is_contiguous():
                 self.params[k] = v.detach().contiguous()
+        self.channels_last = False
 
     @staticmethod
     def model_channels_last(x: torch.Tensor) -> torch.Tensor:
-        """A per-model batch ``[M, B, C, H, W]`` laid out physically as ``[B, H, W, M, C]``: vmap's batched
-        convolution folds the model axis into the channels, and this layout makes the folded
-        ``[B, M*C, H, W]`` input a channels-last view instead of a copy."""
+        """A per-model batch ``[M, B, C, H, W]`` laid out physically as ``[B, H, W, M, C]``: folding the
+        model axis into the channels (the folded forward, and vmap's batched convolution) then makes
+        ``[B, M*C, H, W]`` a channels-last view instead of a copy. A no-op on a batch already laid out so."""
         return x.permute(1, 3, 4, 0, 2).contiguous().permute(3, 0, 4, 1, 2)
 
     def finite(self) -> np.ndarray:
