@@ -259,3 +259,15 @@ def test_channels_last_stacks_keep_their_layout_through_slices_and_save_contiguo
         torch.testing.assert_close(stack.forward(x, train=False), plain.forward(x, train=False))
     stack.save(tmp_path / "w.safetensors")
     assert torch.equal(ModelStack.load(tmp_path / "w.safetensors").params["0.0.weight"], plain.params["0.0.weight"])
+
+
+def test_eval_passes_in_channels_last_move_margins_by_float_rounding_only(digits, monkeypatch):
+    from unlearnbench import stack as stack_module
+
+    _, x, y = digits
+    models = ModelStack.initialise("digits_cnn", 10, 1, [1, 2, 3], range(3))
+    monkeypatch.setattr(stack_module.ENGINE, "eval_channels_last", False)
+    contiguous = stack_margins(models, x, y)
+    monkeypatch.setattr(stack_module.ENGINE, "eval_channels_last", True)
+    np.testing.assert_allclose(stack_margins(models, x, y), contiguous, rtol=1e-5, atol=1e-5)
+    assert not models.channels_last and models.params["0.0.weight"].is_contiguous()  # the stack is untouched

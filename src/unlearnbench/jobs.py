@@ -22,13 +22,15 @@ UNLEARNED_REQUIRED = ("margins", "epochs", "samples", "diverged", "model_index")
 
 def torch_setup(threads: int, device_preference: str, compile: bool = False) -> str:
     """Threads, device and deterministic kernels for a torch job; ``compile`` opts the training forward
-    into ``torch.compile`` (:data:`unlearnbench.loop.ENGINE`).
+    into ``torch.compile`` (:data:`unlearnbench.stack.ENGINE`).
 
     Deterministic mode is switched on with ``torch._C._set_deterministic_algorithms``, the switch
     ``torch.use_deterministic_algorithms`` sets, because the public function also imports
-    ``torch._inductor`` (and with it ``torch._dynamo``) to set inductor's own flag: 2 s of start-up in
-    every job, a third of a digits unlearning job. Inductor's flag matters only to compiled code, so a
-    job that compiles takes the public function.
+    ``torch._inductor`` (and with it ``torch._dynamo``) to set inductor's own flag: 1.5-2 s of start-up
+    in every job (``benchmarks/job_startup.py``). Inductor's flag matters only to compiled code, so a job
+    that compiles takes the public function. On the CPU the mode changes nothing the loop runs (its
+    kernels are deterministic for a given thread count; tests/test_optim.py checks two runs give the same
+    bytes); it stays on for GPUs, where it matters, and for plug-ins' ops.
     """
     import os
 
@@ -138,7 +140,6 @@ def compute_margins(weights: str, splits: str, out: str, threads: int = 1, devic
     import torch
 
     from .data import load_splits
-    from .loop import channels_last_for
     from .margins import argmax_correct, margins_from_logits
     from .stack import ModelStack
 
@@ -146,8 +147,6 @@ def compute_margins(weights: str, splits: str, out: str, threads: int = 1, devic
     data = load_splits(splits)
     stack = ModelStack.load(weights, dev)
     stack.tta = tta
-    if channels_last_for(stack):
-        stack.to_channels_last()
     inputs, labels = data.images(dev), torch.from_numpy(data.labels()).to(dev)
     logits = stack.logits(inputs)  # [M, P, C]: small next to the images
     margins = margins_from_logits(logits, labels).cpu().numpy()

@@ -32,8 +32,7 @@ import torch
 
 from .augment import Augment
 from .optim import SGD, Adam, param_groups
-from .stack import ModelStack
-from .wide import folded
+from .stack import ENGINE, ModelStack, train_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -81,21 +80,8 @@ class Optimiser:
         raise ValueError(f"unknown optimiser {self.kind!r}")
 
 
-@dataclass
-class Engine:
-    """Speed switches of the loop, set once per job (``jobs.torch_setup``); results are equal either way
-    up to float rounding. ``channels_last`` None = on wherever the models run folded into one network
-    (:mod:`unlearnbench.wide`: every built-in architecture, CPU or GPU)."""
-
-    compile: bool = False  # torch.compile the stacked training forward (imports dynamo: seconds of start-up)
-    channels_last: bool | None = None
-    compile_backend: str = "inductor"  # tests use "aot_eager": the same graph capture without code generation
-
-
-ENGINE = Engine()
-
-
 def configure(compile: bool = False, channels_last: bool | None = None) -> None:
+    """Set the job's speed switches (:data:`~unlearnbench.stack.ENGINE`)."""
     ENGINE.compile = bool(compile)
     ENGINE.channels_last = channels_last
 
@@ -217,7 +203,7 @@ def run_loop(
     settings = _Settings(
         amp=amp,
         compile=ENGINE.compile if compile is None else compile,
-        channels_last=_channels_last(stack, ENGINE.channels_last if channels_last is None else channels_last),
+        channels_last=train_channels_last(stack) if channels_last is None else channels_last,
     )
     for start in range(0, n, chunk):
         rows = list(range(start, min(start + chunk, n)))
@@ -234,19 +220,6 @@ class _Settings:
     amp: bool
     compile: bool
     channels_last: bool
-
-
-def _channels_last(stack: ModelStack, switch: bool | None) -> bool:
-    if switch is None:
-        # measured (benchmarks/stack_forward.py, 1 CPU thread, 25 digits nets): a training step 2.1x, an eval
-        # chunk 1.5x faster than vmap's contiguous layout; on a GPU the published recipe's own layout
-        return folded(stack.arch, stack._template) is not None
-    return bool(switch)
-
-
-def channels_last_for(stack: ModelStack) -> bool:
-    """Whether this job's stacks run channels-last (:data:`ENGINE`), e.g. for margins outside the loop."""
-    return _channels_last(stack, ENGINE.channels_last)
 
 
 def _run_part(part, rows, inputs, labels, seeds, optimiser, epochs, phases_for_epoch, on_epoch_end, per_epoch,

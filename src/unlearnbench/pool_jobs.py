@@ -105,7 +105,6 @@ def ulira_unlearn(
 
     from .data import load_splits
     from .jobs import torch_setup
-    from .loop import channels_last_for
     from .margins import stack_outputs
     from .methods import load_build, lookup
     from .stack import ModelStack
@@ -139,8 +138,6 @@ def ulira_unlearn(
             stack.tta = tta
             train_stack(stack, inputs, labels, retain, oracle_seeds, Recipe.from_config(recipe), models_per_batch,
                         amp=mixed_precision(dev), label=f"retrain (request {k})")
-            if channels_last_for(stack):  # margins in the layout of every other margin
-                stack.to_channels_last()
             oracle_margins, oracle_correct = stack_outputs(stack, inputs, labels)
             result = {"margins": oracle_margins[None], "correct": oracle_correct[None],
                       "samples": np.zeros((1, len(rows)), np.int64), "diverged": ~stack.finite()[None]}

@@ -19,6 +19,40 @@ from .models import build_model
 from .storage import load_tensors, save_tensors
 from .wide import folded
 
+@dataclass
+class Engine:
+    """Speed switches of a job's stacks, set once per job (``jobs.torch_setup``). Results are equal either
+    way up to float rounding - which 30 epochs of training from a random initialisation amplify into a
+    different draw of models, so the CPU trains in the layout it always did.
+
+    ``channels_last`` (training forwards): None = on a GPU wherever the models run folded
+    (:mod:`unlearnbench.wide`: every built-in architecture; the published recipe's layout), off on the
+    CPU. ``eval_channels_last`` (eval-mode passes: margins, logits): None = on wherever the models run
+    folded; measured with ``benchmarks/stack_forward.py`` (1 CPU thread, 25 digits nets) an eval chunk is
+    about 1.9x faster, and margins move by float rounding only (no training follows them).
+    """
+
+    compile: bool = False  # torch.compile the stacked training forward (imports dynamo: seconds of start-up)
+    channels_last: bool | None = None
+    eval_channels_last: bool | None = None
+    compile_backend: str = "inductor"  # tests use "aot_eager": the same graph capture without code generation
+
+
+ENGINE = Engine()
+
+
+def train_channels_last(stack: ModelStack) -> bool:
+    if ENGINE.channels_last is None:
+        return stack.device.type == "cuda" and folded(stack.arch, stack._template) is not None
+    return bool(ENGINE.channels_last)
+
+
+def eval_channels_last(stack: ModelStack) -> bool:
+    if ENGINE.eval_channels_last is None:
+        return folded(stack.arch, stack._template) is not None
+    return bool(ENGINE.eval_channels_last)
+
+
 GPU_EVAL_BATCH = 2048
 CPU_EVAL_BATCH_MAX = 512
 CPU_EVAL_FLOATS = 1_500_000  # floats of one activation across the stack per chunk (6 MB): cache-sized
@@ -115,18 +149,20 @@ class ModelStack:
         return self.select(range(self.n_models))
 
     # evaluation ---------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, *, train: bool, params=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, train: bool, params=None, channels_last: bool | None = None) -> torch.Tensor:
         """Logits ``[M, B, C]``. ``x`` is ``[M, B, ...]`` (a batch per model) or ``[B, ...]`` (shared).
 
         The models run folded into the channels of one network (:mod:`unlearnbench.wide`) where the
-        architecture allows, else through ``torch.func.vmap``; the two are bit-identical."""
+        architecture allows, else through ``torch.func.vmap``; the two are bit-identical.
+        ``channels_last`` (default: the stack's layout) lays the input out to match channels-last weights."""
         params = self.params if params is None else params
+        channels_last = self.channels_last if channels_last is None else channels_last
         x_dim = 0 if x.dim() == self._input_dims() + 1 else None
-        if self.channels_last:
+        if channels_last:
             x = self.model_channels_last(x) if x_dim == 0 else x.contiguous(memory_format=torch.channels_last)
         net = folded(self.arch, self._template)
         if net is not None:
-            return net(params, self.buffers, x, x_dim, train, self.channels_last)
+            return net(params, self.buffers, x, x_dim, train, channels_last)
         return self.forward_vmap(x, train=train, params=params)
 
     def forward_vmap(self, x: torch.Tensor, *, train: bool, params=None) -> torch.Tensor:
@@ -153,11 +189,14 @@ class ModelStack:
         if self.tta not in ("none", "flip"):
             raise ValueError(f"unknown test-time augmentation {self.tta!r} (none or flip)")
         batch_size = batch_size or self.eval_batch_size(inputs)
+        layout = {}
+        if not self.channels_last and eval_channels_last(self):  # channels-last copies of the conv weights
+            layout = {"params": {k: _per_model_channels_last(v) for k, v in self.params.items()}, "channels_last": True}
         for i in range(0, len(inputs), batch_size):
             x = inputs[i : i + batch_size]
-            logits = self.forward(x, train=False)
+            logits = self.forward(x, train=False, **layout)
             if self.tta == "flip":
-                logits = (logits.float() + self.forward(x.flip(-1), train=False).float()) / 2
+                logits = (logits.float() + self.forward(x.flip(-1), train=False, **layout).float()) / 2
             yield slice(i, i + batch_size), logits
 
     @torch.no_grad()
@@ -182,9 +221,7 @@ class ModelStack:
         """Conv weights ``[M, O, C, kh, kw]`` stored channels-last per model (physically ``[M, O, kh, kw, C]``:
         folding the model axis into the output channels keeps that a channels-last 4-D weight), and inputs
         laid out to match in ``forward``. Call before handing the parameters to an optimiser."""
-        for k, v in self.params.items():
-            if v.dim() == 5:
-                self.params[k] = v.detach().permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+        self.params = {k: _per_model_channels_last(v.detach()) for k, v in self.params.items()}
         self.channels_last = True
 
     def to_contiguous(self) -> None:
@@ -240,6 +277,11 @@ class ModelStack:
             {k: torch.cat([s.buffers[k] for s in stacks]) for k in first.buffers},
             np.concatenate([s.model_index for s in stacks]),
         )
+
+
+def _per_model_channels_last(v: torch.Tensor) -> torch.Tensor:
+    """A stacked conv weight ``[M, O, C, kh, kw]`` stored as ``[M, O, kh, kw, C]``; other tensors as they are."""
+    return v.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3) if v.dim() == 5 else v
 
 
 def _stacked_forward(template: nn.Module, params, buffers, x: torch.Tensor, x_dim: int | None) -> torch.Tensor:
