@@ -114,11 +114,13 @@ def test_recipe_defaults_are_the_schemas():
 def test_a_validated_config_builds_its_recipe_and_the_pool_recipe_defaults_to_train():
     from unlearnbench.config import validate
 
-    config = yaml.safe_load((SCHEMA.parents[2] / ".test/config/pool.yaml").read_text())
+    config = yaml.safe_load((SCHEMA.parents[2] / "config/config.yaml").read_text())
     validate(config, SCHEMA)
     assert config["pool"]["train"] == config["train"] and config["pool"]["tta"] == "none"
     assert Recipe.from_config(config["pool"]["train"]) == Recipe.from_config(config["train"])
     assert not Recipe.from_config(config["train"]).augment.active  # digits: no augmentation by default
+    config["pool"]["train"]["lr"] = 0.5
+    assert config["train"]["lr"] == 0.2  # a copy, not the same recipe object
 
 
 AUGMENT = Augment(flip=True, translate=1, cutout=2)

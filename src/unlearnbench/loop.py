@@ -118,7 +118,7 @@ class Progress:
     ``eval_points`` (name -> ``[n]`` or per-model ``[M, n]`` indices, evenly subsampled to
     :data:`EVAL_POINTS`), or, without groups, of each phase's points."""
 
-    label: str = "loop"
+    label: str = "run"
     eval_points: dict[str, np.ndarray] | None = None
     eval_epochs: Callable[[int], bool] | None = None  # None: the epochs on_epoch_end returns a snapshot for
     every_s: float = 60.0

@@ -18,6 +18,8 @@ rule compute_margins:
     params:
         device=RES["device"],
         keep_logits=lambda w: w.family == "pool",
-        tta=lambda w: (config["pool"] or {}).get("tta") if w.family == "pool" else "none",
+        tta=lambda w: (
+            (config["pool"] or {}).get("tta") if w.family == "pool" else "none"
+        ),
     script:
         "../scripts/compute_margins.py"
