@@ -273,3 +273,12 @@ def test_eval_passes_in_channels_last_move_margins_by_float_rounding_only(digits
     monkeypatch.setattr(stack_module.ENGINE, "eval_channels_last", True)
     np.testing.assert_allclose(stack_margins(models, x, y), contiguous, rtol=1e-5, atol=1e-5)
     assert not models.channels_last and models.params["0.0.weight"].is_contiguous()  # the stack is untouched
+
+
+def test_eval_chunks_are_sized_from_one_models_widest_activation():
+    """25 digits nets: the widest layer has 8 x 8 x 8 = 512 outputs per input and model, so chunks of
+    1,500,000 / (25 x 512) = 117 inputs - also after a folded forward ran (its layers see all models)."""
+    stack = ModelStack.initialise("digits_cnn", 10, 1, list(range(25)), range(25))
+    with torch.no_grad():
+        stack.forward(torch.zeros(2, 1, 8, 8), train=False)
+    assert stack.eval_batch_size(torch.zeros(5, 1, 8, 8)) == 117

@@ -298,9 +298,10 @@ _WIDEST: dict[tuple, int] = {}
 def _widest_activation(stack: ModelStack, input_shape: tuple[int, ...]) -> int:
     """Largest number of elements any layer of the architecture outputs for one input.
 
-    Read from forward hooks during one eval forward of the stack itself on one blank input (the hooks see
-    per-model shapes under vmap). Not a shape-only forward on the "meta" device: meta tensors run
-    PyTorch's Python reference ops, whose first call imports torch._dynamo (2 s of start-up per job).
+    Read from forward hooks during one eval forward of the stack itself through vmap on one blank input
+    (the hooks see per-model shapes; the folded forward runs a copy of the layers, with all models'
+    channels in one tensor). Not a shape-only forward on the "meta" device: meta tensors run PyTorch's
+    Python reference ops, whose first call imports torch._dynamo (2 s of start-up per job).
     """
     key = (stack.arch, stack.num_classes, stack.in_channels, input_shape)
     if key not in _WIDEST:
@@ -308,7 +309,7 @@ def _widest_activation(stack: ModelStack, input_shape: tuple[int, ...]) -> int:
         leaves = [m for m in stack._template.modules() if next(m.children(), None) is None]
         handles = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel())) for m in leaves]
         try:
-            stack.forward(torch.zeros((1, *input_shape), device=stack.device), train=False)
+            stack.forward_vmap(torch.zeros((1, *input_shape), device=stack.device), train=False)
         finally:
             for handle in handles:
                 handle.remove()
