@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 # loss(stack-slice forward logits [M, B, C], labels [M, B], batch) -> per-model loss [M]
 LossFn = Callable[[torch.Tensor, torch.Tensor, "Batch"], torch.Tensor]
 
-EVAL_POINTS = 1024  # points per group for the accuracy in the progress lines (a fixed, evenly spaced subsample)
+EVAL_POINTS = 256  # points per group for the accuracy in the progress lines (a fixed, evenly spaced subsample)
 
 
 @dataclass
@@ -152,8 +152,11 @@ class Progress:
                 continue
             pick = np.unique(np.linspace(0, n - 1, min(n, EVAL_POINTS)).round().astype(np.int64))
             idx = torch.as_tensor(points[..., pick], device=labels.device)
-            logits = part.forward(inputs[idx], train=False)
-            correct = logits.argmax(-1) == (labels[idx] if idx.dim() == 2 else labels[idx][None])
+            chunk = part.eval_batch_size(inputs)  # cache-sized on a CPU, as for margins
+            correct = torch.cat([
+                part.forward(inputs[i], train=False).argmax(-1) == (labels[i] if i.dim() == 2 else labels[i][None])
+                for i in idx.split(chunk, dim=-1)
+            ], dim=-1)
             parts.append(f"{name} {correct.float().mean().item():.3f}")
         log.info("%s models %s: epoch %d accuracy (mean over models, up to %d points each): %s", self.label,
                  _rows(rows), epoch, EVAL_POINTS, ", ".join(parts))
