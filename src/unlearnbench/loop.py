@@ -114,17 +114,23 @@ def _model_generators(seeds: Sequence[int]) -> list[np.random.Generator]:
 @dataclass
 class Progress:
     """Progress lines of a run: one per epoch (and one per ``every_s`` seconds inside long epochs) with
-    throughput, elapsed time and time left; at snapshot epochs the argmax accuracy of each group of
+    throughput, elapsed time and time left; at report epochs the argmax accuracy of each group of
     ``eval_points`` (name -> ``[n]`` or per-model ``[M, n]`` indices, evenly subsampled to
     :data:`EVAL_POINTS`), or, without groups, of each phase's points."""
 
     label: str = "run"
     eval_points: dict[str, np.ndarray] | None = None
-    eval_epochs: Callable[[int], bool] | None = None  # None: the epochs on_epoch_end returns a snapshot for
+    eval_epochs: Callable[[int], bool] | None = None  # None: five times per run, the last epoch included
     every_s: float = 60.0
     _start: float = field(default=0.0, repr=False)
     _units: int = field(default=1, repr=False)
     _done: int = field(default=0, repr=False)
+
+    def reports(self, epoch: int, epochs: int) -> bool:
+        """Whether ``epoch`` gets an accuracy line."""
+        if self.eval_epochs is not None:
+            return self.eval_epochs(epoch)
+        return epoch == epochs or epoch % max(1, epochs // 5) == 0
 
     def begin(self, n_parts: int, epochs: int) -> None:
         self._start, self._units, self._done = time.perf_counter(), max(1, n_parts * epochs), 0
@@ -279,8 +285,7 @@ def _run_part(part, rows, inputs, labels, seeds, optimiser, epochs, phases_for_e
         snap = on_epoch_end(epoch, part, np.asarray(rows)) if on_epoch_end is not None else None
         if snap is not None:
             per_epoch.setdefault(epoch, []).append(snap)
-        wanted = progress.eval_epochs(epoch) if progress.eval_epochs is not None else snap is not None
-        if wanted:
+        if progress.reports(epoch, epochs):
             progress.accuracy(part, rows, epoch, inputs, labels, phases)
         for v in part.params.values():
             v.requires_grad_(True)

@@ -96,10 +96,7 @@ def train_stack(
         return [Phase(train_points, recipe.batch_size, loss, lambda s: lr_at(recipe, offset + s, steps_per_epoch),
                       "train", recipe.augment)]
 
-    def report(epoch: int) -> bool:
-        return epoch == recipe.epochs or epoch % max(1, recipe.epochs // 5) == 0
-
-    progress = Progress(label, eval_points or {"train": train_points}, report)
+    progress = Progress(label, eval_points or {"train": train_points})
     optimiser = Optimiser(recipe.optimizer, recipe.momentum, recipe.nesterov, recipe.weight_decay,
                           recipe.weight_decay_batchnorm)
     return run_loop(stack, inputs, labels, seeds, optimiser, recipe.epochs, phases, None, models_per_batch, amp,
