@@ -118,7 +118,7 @@ class Progress:
     ``eval_points`` (name -> ``[n]`` or per-model ``[M, n]`` indices, evenly subsampled to
     :data:`EVAL_POINTS`), or, without groups, of each phase's points."""
 
-    label: str = "run"
+    label: str = "unlearn"  # training passes "train"; unlearning runs take the default
     eval_points: dict[str, np.ndarray] | None = None
     eval_epochs: Callable[[int], bool] | None = None  # None: five times per run, the last epoch included
     every_s: float = 60.0
