@@ -70,7 +70,12 @@ class ModelStack:
     # per-model arrays stored alongside the weights, e.g. "train_mask" [M, n_train] of pool models
     extras: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     # test-time augmentation of eval-mode logits (margins): "none", or "flip" = the mean of the logits of
-    # each image and its left-right mirror (the published U-LiRA pool's margins). Not stored with the weights.
+    # each image and its left-right mirror, then the margin of spec §1. Not stored with the weights.
+    # Published (the FFCV CIFAR-10 script of the pools, MadryLab/datamodels examples/cifar10/train_cifar.py,
+    # evaluate(), lr_tta=True): out = (model(x) + model(ch.fliplr(x))) / 2, margin = correct logit minus the
+    # largest other. Two deviations: the margin is spec §1's (as every margin here), and the mirror is the
+    # width axis - torch.fliplr on an [N, C, H, W] batch reverses axis 1, the colour channels, which the
+    # option's own description ("horizontally flipped") does not mean. Not measured (needs the published pool).
     tta: str = "none"
     # conv weights and inputs in channels-last layout (``to_channels_last``): same results up to float
     # rounding, faster kernels for small feature maps on a CPU and with cuDNN
