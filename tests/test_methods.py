@@ -6,7 +6,7 @@ import torch
 
 from unlearnbench.data import load_dataset
 from unlearnbench.forget_sets import random_forget_set, retain_points
-from unlearnbench.loop import run_loop
+from unlearnbench.loop import Optimiser, run_loop
 from unlearnbench.margins import stack_margins
 from unlearnbench.methods import METHODS, load_build, lookup
 from unlearnbench.methods.base import UnlearningContext, cross_entropy, kd_loss
@@ -158,3 +158,73 @@ def test_margins_of_the_original_are_unchanged_by_unlearning(problem):
     before = stack_margins(base, x, y)
     run("gradient_descent", {"lr": 0.1}, problem, epochs=(1,))
     np.testing.assert_array_equal(before, stack_margins(base, x, y))  # runs work on a copy
+
+
+SGD_METHODS = {"gradient_ascent": {}, "gradient_descent": {}, "ascent_descent": {"ascent_epochs": 1},
+               "scrub": {"ascent_epochs": 1}}
+
+
+@pytest.mark.parametrize("name", sorted(SGD_METHODS))
+def test_sgd_methods_take_momentum_weight_decay_and_nesterov(problem, name):
+    ctx, _ = make_context(problem)
+    build = load_build(lookup(name))
+    assert build(ctx, lr=0.1, **SGD_METHODS[name]).optimiser == Optimiser("sgd")  # published: plain SGD
+    plan = build(ctx, lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True, **SGD_METHODS[name])
+    assert plan.optimiser == Optimiser("sgd", momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+
+@pytest.mark.parametrize("name", ["oracle_matching", "dm_matching"])
+def test_adam_methods_take_weight_decay(problem, name):
+    ctx, _ = make_context(problem)
+    ctx.targets["oracle_logits"] = ctx.targets["forget_logit_effect"] = torch.zeros(2, 1797, 10)
+    build = load_build(lookup(name))
+    assert build(ctx, lr=1e-3).optimiser == Optimiser("adam")
+    assert build(ctx, lr=1e-3, weight_decay=1e-4).optimiser == Optimiser("adam", weight_decay=1e-4)
+    with pytest.raises(TypeError):
+        build(ctx, lr=1e-3, momentum=0.9)  # Adam has no such knob here
+
+
+def test_momentum_is_used_by_the_run(problem):
+    """The paper-era SCRUB optimiser (momentum 0.9, wd 5e-4) moves the student farther than plain SGD at
+    the same lr."""
+    _, _, _, _, base, _ = problem
+    plain = train_with("scrub", {"lr": 0.01, "ascent_epochs": 1}, problem)[1]
+    heavy = train_with("scrub", {"lr": 0.01, "ascent_epochs": 1, "momentum": 0.9, "weight_decay": 5e-4}, problem)[1]
+
+    def moved(stack):
+        return sum((stack.params[n] - base.params[n]).pow(2).sum().item() for n in base.params)
+
+    assert moved(heavy) > 2 * moved(plain)
+
+
+def test_the_optimiser_keys_are_grid_keys_of_every_finetune_method():
+    from pathlib import Path
+
+    import yaml
+
+    from unlearnbench.config import ConfigError, method_runs, validate
+
+    repo = Path(__file__).resolve().parents[1]
+    schema = repo / "workflow/schemas/config.schema.yaml"
+    config = yaml.safe_load((repo / ".test/config/pool.yaml").read_text())
+    config["methods"] = {
+        "gradient_ascent": {"lr": 0.1, "epochs": [1], "momentum": [0.0, 0.9], "weight_decay": 5e-4,
+                            "nesterov": [False]},
+        "gradient_descent": {"lr": 0.1, "epochs": [1], "momentum": 0.9, "nesterov": True},
+        "ascent_descent": {"lr": 0.1, "ascent_epochs": 1, "epochs": [1], "weight_decay": [0.0, 1e-3]},
+        "scrub": {"lr": 0.1, "ascent_epochs": 1, "epochs": [1], "momentum": 0.9, "weight_decay": 5e-4},
+        "oracle_matching": {"lr": 0.1, "epochs": [1], "weight_decay": 1e-4},
+        "dm_matching": {"lr": 0.1, "epochs": [1], "weight_decay": [0.0, 1e-4]},
+    }
+    runs = method_runs(validate(config, schema)["methods"])
+    assert "lr~0.1_momentum~0.9_nesterov~False_weight_decay~0.0005" in runs["gradient_ascent"]
+    assert len(runs["dm_matching"]) == 2
+    bad = {**config, "methods": {"gradient_descent": {"lr": 0.1, "epochs": [1], "nesterov": True}}}
+    with pytest.raises(ConfigError, match="methods.gradient_descent.nesterov"):
+        validate(bad, schema)
+    for key, value in (("momentum", 1.5), ("weight_decay", -1)):
+        bad = {**config, "methods": {"scrub": {"lr": 0.1, "ascent_epochs": 1, "epochs": [1], key: value}}}
+        with pytest.raises(ConfigError, match=f"methods.scrub.{key}"):
+            validate(bad, schema)
+    with pytest.raises(ConfigError, match="methods.oracle_matching"):
+        validate({**config, "methods": {"oracle_matching": {"lr": 0.1, "epochs": [1], "momentum": 0.9}}}, schema)

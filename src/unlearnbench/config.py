@@ -80,6 +80,8 @@ def validate(config: dict, schema_path: str | os.PathLike, import_plugins: bool 
     _check_published_sources(config)
     if import_plugins:
         check_plugins_import(config)
+    if config.get("pool") and "train" not in config["pool"]:
+        config["pool"]["train"] = copy.deepcopy(config["train"])  # the pool trains as the base models
     _sort_keys(config)
     return config
 
@@ -464,9 +466,18 @@ def check_grid(entry: dict, where: str) -> None:
         ids[rid] = point
 
 
+def _check_optimisers(config: dict, schema: dict) -> None:
+    for section in ("methods", "ulira.methods"):
+        methods = config["methods"] if section == "methods" else (config.get("ulira") or {}).get("methods", {})
+        for name, entry in methods.items():
+            if any(hp.get("nesterov") and not hp.get("momentum") for hp in grid(entry or {})):
+                raise ConfigError(f"config key {section}.{name}.nesterov: Nesterov momentum needs a momentum > 0 "
+                                  "in every grid point")
+
+
 CROSS_KEY_CHECKS = (
     _check_forget_sets, _check_models, _check_klom, _check_methods, _check_pool_users, _check_ulira,
-    _check_imports, _check_size, _check_grids, _check_resources,
+    _check_imports, _check_size, _check_grids, _check_resources, _check_optimisers,
 )
 
 

@@ -20,15 +20,37 @@ MARGINS_REQUIRED = ("margins", "model_index")
 UNLEARNED_REQUIRED = ("margins", "epochs", "samples", "diverged", "model_index")
 
 
-def torch_setup(threads: int, device_preference: str) -> str:
+def torch_setup(threads: int, device_preference: str, compile: bool = False) -> str:
+    """Threads, device and deterministic kernels for a torch job; ``compile`` opts the training forward
+    into ``torch.compile`` (:data:`unlearnbench.stack.ENGINE`).
+
+    Deterministic mode is switched on with ``torch._C._set_deterministic_algorithms``, the switch
+    ``torch.use_deterministic_algorithms`` sets, because the public function also imports
+    ``torch._inductor`` (and with it ``torch._dynamo``) to set inductor's own flag: 1.5-2 s of start-up
+    in every job (``benchmarks/job_startup.py``). Inductor's flag matters only to compiled code, so a job
+    that compiles takes the public function. On the CPU the mode changes nothing the loop runs (its
+    kernels are deterministic for a given thread count; tests/test_optim.py checks two runs give the same
+    bytes); it stays on for GPUs, where it matters, and for plug-ins' ops.
+    """
+    import os
+
     import torch
 
     from .device import claim_device
+    from .loop import configure
 
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
     device = claim_device(device_preference)
-    log.info("device %s, %d CPU thread(s), torch %s", device, threads, torch.__version__)
+    if device.startswith("cuda"):
+        # deterministic cuBLAS needs a fixed workspace, read when the first handle is made (after this)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if compile:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
+    configure(compile=compile)
+    log.info("device %s, %d CPU thread(s), torch %s%s", device, threads, torch.__version__,
+             ", torch.compile on" if compile else "")
     return device
 
 
@@ -77,6 +99,7 @@ def train_shard(
     threads: int = 1,
     device: str = "auto",
     models_per_batch: int | None = None,
+    compile: bool = False,
 ) -> None:
     """Train models ``model_range`` of a family on the train split (minus ``forget_set`` for oracles).
 
@@ -88,9 +111,9 @@ def train_shard(
     from .data import load_splits
     from .forget_sets import retain_points
     from .stack import ModelStack
-    from .training import Recipe, train_stack
+    from .training import Recipe, mixed_precision, train_stack
 
-    dev = torch_setup(threads, device)
+    dev = torch_setup(threads, device, compile)
     data = load_splits(splits)
     points = np.arange(data.n_train) if forget_set is None else retain_points(load_npy(forget_set), data.n_train)
     stack = ModelStack.initialise(model, data.num_classes, data.x_train.shape[1], seeds, range(*model_range), dev)
@@ -101,19 +124,22 @@ def train_shard(
         stack.extras["train_mask"] = masks
         points = np.stack([np.flatnonzero(row) for row in masks])  # [M, n_train // 2]
     start = time.perf_counter()
+    val = np.arange(data.n_train, data.n_train + data.n_val)
     train_stack(stack, data.images(dev), torch.from_numpy(data.labels()).to(dev), points, seeds,
-                Recipe.from_config(recipe), models_per_batch, amp=dev.startswith("cuda"))
+                Recipe.from_config(recipe), models_per_batch, amp=mixed_precision(dev),
+                eval_points={"train": points, "val": val})
     log.info("trained %d models on %d points in %.1f s", stack.n_models, points.shape[-1], time.perf_counter() - start)
     stack.save(out, {"train_points": points.shape[-1]})
 
 
 def compute_margins(weights: str, splits: str, out: str, threads: int = 1, device: str = "auto",
-                    keep_logits: bool = False) -> None:
+                    keep_logits: bool = False, tta: str = "none") -> None:
     """Margins of every model of a shard on every train point, then every validation point (float32), and
     whether each model's argmax is right on each point (``correct``, bool ``[M, P]``).
 
     Arrays stored with the weights (pool models' ``train_mask``) are carried over; ``keep_logits`` also
-    stores the logits ``[M, P, C]`` (datamodel matching regresses logits).
+    stores the logits ``[M, P, C]`` (datamodel matching regresses logits). ``tta="flip"``: margins (and
+    logits) of the mean logits of each image and its mirror image (``ModelStack.tta``).
     """
     import torch
 
@@ -124,6 +150,7 @@ def compute_margins(weights: str, splits: str, out: str, threads: int = 1, devic
     dev = torch_setup(threads, device)
     data = load_splits(splits)
     stack = ModelStack.load(weights, dev)
+    stack.tta = tta
     inputs, labels = data.images(dev), torch.from_numpy(data.labels()).to(dev)
     logits = stack.logits(inputs)  # [M, P, C]: small next to the images
     margins = margins_from_logits(logits, labels).cpu().numpy()
@@ -151,6 +178,7 @@ def unlearn_shard(
     threads: int = 1,
     device: str = "auto",
     models_per_batch: int | None = None,
+    compile: bool = False,
 ) -> None:
     from .methods import load_build, lookup
     from .unlearning import margins_method, unlearn_stack
@@ -167,7 +195,7 @@ def unlearn_shard(
         from .data import load_splits
         from .stack import ModelStack
 
-        dev = torch_setup(threads, device)
+        dev = torch_setup(threads, device, compile)
         oracles = ModelStack.concat([ModelStack.load(p, dev) for p in matching_oracles]) if matching_oracles else None
         start = time.perf_counter()
         targets = {"forget_logit_effect": effect["logit_effect"]} if effect is not None else None

@@ -161,12 +161,17 @@ def ulira_unlearn(
     threads: int = 1,
     device: str = "auto",
     models_per_batch: int | None = None,
+    tta: str = "none",
+    compile: bool = False,
 ) -> None:
     """Every request of every pool model of one shard, unlearned by ``method``.
 
     Output runs are ordered request-major (all models for request 0, then request 1, ...):
     ``margins [S, R, P]``, ``correct bool [S, R, P]`` (argmax correctness), ``forgotten`` / ``trained``
     ``bool [R, n_train]``. Requests, masks and seeds are keyed by the pool models' global indices.
+    ``recipe`` is the pool's training recipe (the ``oracle`` method retrains with it, with mixed precision
+    on a GPU as every family); ``tta`` is the pool margins' test-time augmentation, used for every margin
+    here too.
     """
     import torch
 
@@ -175,12 +180,13 @@ def ulira_unlearn(
     from .margins import stack_outputs
     from .methods import load_build, lookup
     from .stack import ModelStack
-    from .training import Recipe, train_stack
+    from .training import Recipe, mixed_precision, train_stack
     from .unlearning import unlearn_stack
 
-    dev = torch_setup(threads, device)
+    dev = torch_setup(threads, device, compile)
     data = load_splits(splits)
     pool = ModelStack.load(weights, dev)
+    pool.tta = tta
     rows = pool.model_index
     masks = pool.extras["train_mask"].astype(bool)
     req = load_arrays(requests, ("requests",))["requests"][rows]  # [m, K, s]
@@ -201,7 +207,9 @@ def ulira_unlearn(
         elif method == "oracle":  # a perfect unlearner: retrain on the model's mask minus the request
             oracle_seeds = seeds["oracle"][k]
             stack = ModelStack.initialise(pool.arch, pool.num_classes, pool.in_channels, oracle_seeds, rows, dev)
-            train_stack(stack, inputs, labels, retain, oracle_seeds, Recipe.from_config(recipe), models_per_batch)
+            stack.tta = tta
+            train_stack(stack, inputs, labels, retain, oracle_seeds, Recipe.from_config(recipe), models_per_batch,
+                        amp=mixed_precision(dev), label=f"retrain (request {k})")
             oracle_margins, oracle_correct = stack_outputs(stack, inputs, labels)
             result = {"margins": oracle_margins[None], "correct": oracle_correct[None],
                       "samples": np.zeros((1, len(rows)), np.int64), "diverged": ~stack.finite()[None]}

@@ -19,5 +19,8 @@ rule compute_margins:
         device=get_device,
         keep_logits=lambda w: w.family == "pool",
         code=get_code("compute_margins.py"),
+        tta=lambda w: (
+            (config["pool"] or {}).get("tta") if w.family == "pool" else "none"
+        ),
     script:
         "../scripts/compute_margins.py"

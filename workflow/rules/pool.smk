@@ -110,9 +110,11 @@ rule ulira_unlearn:
         hyperparameters=get_ulira_hyperparameters,
         epochs=get_ulira_snapshot_epochs,
         seeds=get_ulira_seeds,
-        recipe=config["train"],
+        recipe=(config["pool"] or {}).get("train"),
+        tta=(config["pool"] or {}).get("tta"),
         device=get_device,
         models_per_batch=RES["models_per_batch"],
+        compile=RES["compile"],
         code=get_code("ulira_unlearn.py", per_method=True),
     script:
         "../scripts/ulira_unlearn.py"

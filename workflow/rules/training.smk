@@ -26,6 +26,7 @@ rule train_base:
         device=get_device,
         models_per_batch=RES["models_per_batch"],
         code=get_code("train.py"),
+        compile=RES["compile"],
     script:
         "../scripts/train.py"
 
@@ -55,6 +56,7 @@ rule train_oracle:
         device=get_device,
         models_per_batch=RES["models_per_batch"],
         code=get_code("train.py"),
+        compile=RES["compile"],
     script:
         "../scripts/train.py"
 
@@ -77,12 +79,13 @@ rule train_pool:
         gpu=RES["gpu"],
     params:
         model=config["model"],
-        recipe=config["train"],
+        recipe=(config["pool"] or {}).get("train"),
         model_range=lambda w: get_model_range(w, "pool"),
         seeds=get_pool_seeds,
         pool_seed=config["seed"],
         device=get_device,
         models_per_batch=RES["models_per_batch"],
         code=get_code("train.py"),
+        compile=RES["compile"],
     script:
         "../scripts/train.py"

@@ -25,5 +25,6 @@ rule unlearn:
         device=get_device,
         models_per_batch=RES["models_per_batch"],
         code=get_code("unlearn.py", per_method=True),
+        compile=RES["compile"],
     script:
         "../scripts/unlearn.py"

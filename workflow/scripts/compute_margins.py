@@ -8,4 +8,5 @@ jobs.compute_margins(
     threads=snakemake.threads,
     device=snakemake.params.device,
     keep_logits=snakemake.params.keep_logits,
+    tta=snakemake.params.tta,
 )

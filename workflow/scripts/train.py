@@ -14,4 +14,5 @@ jobs.train_shard(
     threads=snakemake.threads,
     device=snakemake.params.device,
     models_per_batch=snakemake.params.models_per_batch,
+    compile=snakemake.params.compile,
 )

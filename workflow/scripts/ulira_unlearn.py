@@ -15,4 +15,6 @@ pool_jobs.ulira_unlearn(
     threads=snakemake.threads,
     device=snakemake.params.device,
     models_per_batch=snakemake.params.models_per_batch,
+    tta=snakemake.params.tta,
+    compile=snakemake.params.compile,
 )

@@ -18,4 +18,5 @@ jobs.unlearn_shard(
     threads=snakemake.threads,
     device=snakemake.params.device,
     models_per_batch=snakemake.params.models_per_batch,
+    compile=snakemake.params.compile,
 )

@@ -37,6 +37,7 @@ class UnlearningContext:
     seeds: list[int]
     targets: dict[str, torch.Tensor] = field(default_factory=dict)  # per-model targets, e.g. oracle logits
     _teachers: dict = field(default_factory=dict, repr=False)
+    _rows: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         m = self.original.n_models
@@ -57,8 +58,10 @@ class UnlearningContext:
     def target(self, name: str, batch: Batch) -> torch.Tensor:
         """Per-model per-point targets (``targets[name]`` is ``[M, P, ...]``) gathered for this batch."""
         table = self.targets[name]
-        rows = torch.as_tensor(list(batch.rows), device=table.device)
-        return table[rows[:, None], batch.indices]
+        key = (tuple(batch.rows), table.device)
+        if key not in self._rows:  # once per slice: a fresh host-to-device copy each step would wait for the GPU
+            self._rows[key] = torch.as_tensor(key[0], device=table.device)
+        return table[self._rows[key][:, None], batch.indices]
 
     def sample_per_model(self, points: np.ndarray, size: int, epoch: int, stream: str) -> np.ndarray:
         """For each model, ``size`` of its row of ``points`` ([M, n]) without replacement, fresh each
@@ -70,9 +73,19 @@ class UnlearningContext:
         ])
 
 
-def sgd(momentum: float = 0.0, weight_decay: float = 0.0) -> Optimiser:
-    """The published unlearning optimiser: plain SGD."""
-    return Optimiser("sgd", momentum=momentum, weight_decay=weight_decay)
+def sgd(momentum: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False) -> Optimiser:
+    """The unlearning optimiser of the SGD methods; its keywords are grid keys of every one of them.
+
+    Defaults as the published grids (plain SGD, spec §5); the paper-era SCRUB wrapper used momentum 0.9
+    and weight decay 5e-4 (spec §10).
+    """
+    return Optimiser("sgd", momentum=float(momentum), nesterov=bool(nesterov), weight_decay=float(weight_decay))
+
+
+def adam(weight_decay: float = 0.0) -> Optimiser:
+    """The optimiser of the matching methods (published: Adam, no weight decay); ``weight_decay`` is L2
+    added to the gradient, as ``torch.optim.Adam``."""
+    return Optimiser("adam", weight_decay=float(weight_decay))
 
 
 # losses: (logits [M, B, C], labels [M, B], batch) -> per-model loss [M] ---------------------------

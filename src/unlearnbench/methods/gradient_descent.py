@@ -3,6 +3,7 @@
 from .base import Plan, cross_entropy, sgd
 
 
-def build(ctx, lr: float, batch_size: int = 64):
+def build(ctx, lr: float, batch_size: int = 64, **optimiser):
+    """``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`)."""
     retain = ctx.phase(ctx.retain, cross_entropy, lr, batch_size, "descent")
-    return Plan(sgd(), lambda epoch: [retain])
+    return Plan(sgd(**optimiser), lambda epoch: [retain])

@@ -8,11 +8,11 @@ datamodel-predicted oracle logits.
 
 import numpy as np
 
-from ..loop import Optimiser
-from .base import Plan
+from .base import Plan, adam
 
 
-def matching(ctx, target: str, lr: float, retain_multiplier: int, forget_multiplier: int, batch_size: int):
+def matching(ctx, target: str, lr: float, retain_multiplier: int, forget_multiplier: int, batch_size: int,
+             weight_decay: float = 0.0):
     """Adam on squared error to ``ctx.targets[target]`` over (forget x forget_multiplier) + retain sample."""
 
     def loss(logits, labels, batch):
@@ -23,8 +23,9 @@ def matching(ctx, target: str, lr: float, retain_multiplier: int, forget_multipl
         points = np.concatenate([np.tile(ctx.forget, forget_multiplier), retain], axis=1)
         return [ctx.phase(points, loss, lr, batch_size, "match")]
 
-    return Plan(Optimiser("adam"), phases)
+    return Plan(adam(weight_decay), phases)
 
 
-def build(ctx, lr: float, retain_multiplier: int = 20, forget_multiplier: int = 1, batch_size: int = 64):
-    return matching(ctx, "oracle_logits", lr, retain_multiplier, forget_multiplier, batch_size)
+def build(ctx, lr: float, retain_multiplier: int = 20, forget_multiplier: int = 1, batch_size: int = 64,
+          weight_decay: float = 0.0):
+    return matching(ctx, "oracle_logits", lr, retain_multiplier, forget_multiplier, batch_size, weight_decay)

@@ -18,7 +18,12 @@ def build(
     alpha: float = 0.1,
     temperature: float = 4.0,
     lr_decay_epochs: tuple = (3, 5, 9),
+    **optimiser,
 ):
+    """``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`): plain SGD
+    as the published grid by default; the paper-era wrapper's momentum 0.9 and weight decay 5e-4 on
+    request (the only published SCRUB whose student trained, spec §10)."""
+
     def forget_loss(logits, labels, batch):  # max-step: push the student away from the teacher
         return -kd_loss(logits, ctx.original_logits(batch), temperature)
 
@@ -32,4 +37,4 @@ def build(
         retain = ctx.phase(ctx.retain, retain_loss, epoch_lr, batch_size, "min")
         return ([forget] if epoch <= ascent_epochs else []) + [retain]
 
-    return Plan(sgd(), phases)
+    return Plan(sgd(**optimiser), phases)

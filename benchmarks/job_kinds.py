@@ -1,0 +1,93 @@
+"""One job of each torch kind of the default digits run, at two git revisions, back to back.
+
+    python benchmarks/job_kinds.py --baseline 9866cf3 [--candidate HEAD] [--rounds 2]
+
+Each job is what one Snakemake job of the reference config (``benchmarks/reference_config.yaml``) runs:
+a fresh Python process calling the stage's ``unlearnbench.jobs`` function with the library of that
+revision (``train_shard`` of 100 base models, ``compute_margins`` of them, ``unlearn_shard`` of
+gradient descent and of SCRUB on a 10-point forget set, 25 models per batch, 1 thread). The wall time
+covers the whole process (interpreter, imports, set-up, work, writing): the fixed cost of a job is part
+of what a user waits for. Rounds alternate the order of the revisions; the table gives the minimum per
+job kind and the ratio candidate / baseline. Lighter than ``default_run.py`` (a minute or two of work
+per revision), so it can run on a shared machine, though the ratios are only as steady as the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SEEDS = "[int(s) for s in np.random.default_rng(0).integers(0, 2**62, 100)]"
+RECIPE = {"epochs": 30, "batch_size": 32, "lr": 0.2, "peak_epoch": 6, "momentum": 0.9, "weight_decay": 5e-4,
+          "optimizer": "sgd", "schedule": "triangle", "label_smoothing": 0.0}
+
+JOBS = {
+    "train_base": f"jobs.train_shard('splits.npz', 'base.safetensors', 'digits_cnn', {RECIPE!r}, (0, 100), {SEEDS}, "
+                  "models_per_batch=25, device='cpu')",
+    "compute_margins": "jobs.compute_margins('base.safetensors', 'splits.npz', 'margins.npz', device='cpu')",
+    "unlearn gradient_descent": "jobs.unlearn_shard('gradient_descent', {'lr': 0.05, 'batch_size': 32}, [1, 3, 5], "
+                                f"'gd.npz', weights='base.safetensors', splits='splits.npz', forget_set='forget.npy', "
+                                f"seeds={SEEDS}, models_per_batch=25, device='cpu')",
+    "unlearn scrub": "jobs.unlearn_shard('scrub', {'lr': 0.05, 'ascent_epochs': 2, 'forget_batch_size': 32, "
+                     "'batch_size': 32}, [3, 5], 'scrub.npz', weights='base.safetensors', splits='splits.npz', "
+                     f"forget_set='forget.npy', seeds={SEEDS}, models_per_batch=25, device='cpu')",
+}
+PREPARE = ("jobs.prepare_dataset('digits', 'splits.npz', (300, 1497)); "
+           "np.save('forget.npy', np.sort(np.random.RandomState(0).choice(300, 10, replace=False)))")
+
+
+def run(src: Path, workdir: Path, code: str) -> float:
+    script = f"import numpy as np\nfrom unlearnbench import jobs\n{code}\n"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", script], cwd=workdir, check=True, capture_output=True,
+                   env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin", "HOME": str(workdir)})
+    return time.perf_counter() - start
+
+
+def checkout(revision: str, dest: Path) -> Path:
+    subprocess.run(["git", "clone", "--quiet", "--no-checkout", str(REPO), str(dest)], check=True)
+    subprocess.run(["git", "checkout", "--quiet", revision], cwd=dest, check=True)
+    return dest / "src"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", required=True)
+    parser.add_argument("--candidate", default="HEAD")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="job_kinds."))
+    try:
+        sources = {name: checkout(rev, root / name) for name, rev in (("baseline", args.baseline),
+                                                                      ("candidate", args.candidate))}
+        work = {name: root / f"work-{name}" for name in sources}
+        for name, workdir in work.items():
+            workdir.mkdir()
+            run(sources[name], workdir, PREPARE)
+        best = {name: {job: float("inf") for job in JOBS} for name in sources}
+        for r in range(args.rounds):
+            order = ("baseline", "candidate") if r % 2 == 0 else ("candidate", "baseline")
+            for job, code in JOBS.items():  # in pipeline order: each revision consumes its own outputs
+                for name in order:
+                    best[name][job] = min(best[name][job], run(sources[name], work[name], code))
+        print(f"wall seconds per job (min of {args.rounds} rounds), 100 digits nets, 25 per batch, 1 thread")
+        print("| job | baseline | candidate | ratio |")
+        print("|---|---|---|---|")
+        for job in JOBS:
+            b, c = best["baseline"][job], best["candidate"][job]
+            print(f"| {job} | {b:.1f} | {c:.1f} | {c / b:.2f} |")
+        total_b, total_c = sum(best["baseline"].values()), sum(best["candidate"].values())
+        print(f"| all four | {total_b:.1f} | {total_c:.1f} | {total_c / total_b:.2f} |")
+        return best
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
