@@ -15,8 +15,8 @@ ORACLE_IMPORTS = {str(k): v for k, v in IMPORT.get("oracle_margins", {}).items()
 IMPORTED_ORACLE_SHARDS = (
     plan.scored_oracle_shards(config)
     if IMPORT.get("oracle_shards", "all") == "scored"
-    else range(len(ORACLE_SHARDS))
-)
+    else plan.scored_oracle_shards(config) + plan.holdout_oracle_shards(config)
+)  # selection oracles are always trained
 
 
 if DOWNLOADS:

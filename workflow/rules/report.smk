@@ -1,6 +1,8 @@
-# What people read: results/summary.md (best run per method and forget set), figures under
+# What people read: results/summary.md (each method's reported run per forget set), figures under
 # results/figures/ and, with `snakemake --report results/report.html`, a self-contained HTML report.
 # The library does the work (unlearnbench.plots, .summary_md; paths in .report_plan); scripts unpack.
+# The figures follow the table: each method's run chosen on the selection sample, reported on the
+# report sample (the select_run checkpoints say which).
 
 from unlearnbench import report_plan
 
@@ -13,6 +15,45 @@ OPTIONAL_TABLES = report_plan.enabled_optional_tables(
 REPORT_TARGETS = report_plan.targets(FORGET_SETS, config)
 
 
+def reported_runs(forget_set, sample_chosen_on=False):
+    """{method, run, sample} of each method's reported run on a forget set (the retrain curve left out):
+    its report sample, or with sample_chosen_on the sample it was chosen on (its snapshots there)."""
+    runs = []
+    for method in RUNS:
+        chosen = selected_run(method, forget_set)
+        if chosen is None:
+            continue
+        sample = selection.report_sample(chosen[1])
+        if sample_chosen_on and selects(method):
+            sample = "selection"
+        runs.append({"method": method, "run": chosen[0], "sample": sample})
+    return runs
+
+
+def klom_epochs_files(wildcards):
+    return report_plan.score_files(
+        f"{SCORES}/klom.npz",
+        DATASET,
+        wildcards.forget_set,
+        reported_runs(wildcards.forget_set, sample_chosen_on=True),
+    )
+
+
+def margins_score_files(wildcards):
+    runs = reported_runs(wildcards.forget_set)
+    return report_plan.score_files(f"{SCORES}/klom.npz", DATASET, wildcards.forget_set, runs)
+
+
+def margins_shard_files(wildcards):
+    return report_plan.shard_files(
+        UNLEARNED,
+        DATASET,
+        wildcards.forget_set,
+        reported_runs(wildcards.forget_set),
+        lambda method: get_unlearn_shards(method, "report"),
+    )
+
+
 rule report_tables:
     input:
         unpack(lambda w: {name: path for name, (path, _) in OPTIONAL_TABLES.items()}),
@@ -22,13 +63,13 @@ rule report_tables:
             report_plan.SUMMARY_MD,
             caption="../report/summary_md.rst",
             category="1. Summary tables",
-            labels={"table": "summary.md (best run per method)"},
+            labels={"table": "summary.md (reported run per method)"},
         ),
         best=report(
             report_plan.BEST_RUNS_HTML,
             caption="../report/best_runs.rst",
             category="1. Summary tables",
-            labels={"table": "best run per method and forget set"},
+            labels={"table": "reported run per method and forget set"},
         ),
         full=report(
             report_plan.SUMMARY_HTML,
@@ -91,6 +132,7 @@ rule plot_tradeoff:
         "../../envs/unlearnbench.yaml"
     params:
         stat=REPORT_STAT,
+        cost_scale=config["report"]["cost_scale"],
     script:
         "../scripts/plot_tradeoff.py"
 
@@ -103,7 +145,7 @@ rule plot_group_bars:
             report_plan.figure("p95_bars"),
             caption="../report/group_bars.rst",
             category="3. P95 per group",
-            labels={"figure": "best run per method, every forget set"},
+            labels={"figure": "reported run per method, every forget set"},
         ),
     log:
         "logs/report/plot_group_bars.log",
@@ -120,10 +162,9 @@ rule plot_group_bars:
 rule plot_klom_epochs:
     input:
         summary="results/klom_summary.csv",
-        scores=lambda w: report_plan.klom_paths(
-            f"{SCORES}/klom.npz", DATASET, RUNS, w.forget_set
-        ),
+        scores=lambda w: klom_epochs_files(w)[0],
         forget_set=lambda w: FORGET_SET.format(dataset=DATASET, forget_set=w.forget_set),
+        selections=get_selection_files,
     output:
         figure=report(
             report_plan.figure("klom_epochs", "{forget_set}"),
@@ -139,7 +180,7 @@ rule plot_klom_epochs:
         "../../envs/unlearnbench.yaml"
     params:
         stat=REPORT_STAT,
-        score_keys=report_plan.run_keys(RUNS),
+        score_keys=lambda w: klom_epochs_files(w)[1],
         n_train=DATA.n_train,
         n_val=DATA.n_val,
     script:
@@ -149,14 +190,11 @@ rule plot_klom_epochs:
 rule plot_margins:
     input:
         summary="results/klom_summary.csv",
-        scores=lambda w: report_plan.klom_paths(
-            f"{SCORES}/klom.npz", DATASET, RUNS, w.forget_set
-        ),
-        unlearned=lambda w: report_plan.unlearned_paths(
-            UNLEARNED, DATASET, RUNS, w.forget_set, get_unlearn_shards
-        ),
+        scores=lambda w: margins_score_files(w)[0],
+        unlearned=lambda w: margins_shard_files(w)[0],
         oracles=get_scored_oracle_margins,
         forget_set=lambda w: FORGET_SET.format(dataset=DATASET, forget_set=w.forget_set),
+        selections=get_selection_files,
     output:
         figure=report(
             report_plan.figure("margins", "{forget_set}"),
@@ -172,8 +210,8 @@ rule plot_margins:
         "../../envs/unlearnbench.yaml"
     params:
         stat=REPORT_STAT,
-        score_keys=report_plan.run_keys(RUNS),
-        unlearned_keys=report_plan.unlearned_keys(RUNS, get_unlearn_shards),
+        score_keys=lambda w: margins_score_files(w)[1],
+        unlearned_keys=lambda w: margins_shard_files(w)[1],
         n_train=DATA.n_train,
         n_val=DATA.n_val,
         n_points=REPORT_POINTS,

@@ -1,0 +1,19 @@
+# Each method's reported run (grid point and snapshot) is chosen on the selection sample by
+# selection.rule; the report sample then unlearns and scores only that run (unlearnbench.selection).
+# A checkpoint: which report-sample jobs exist depends on what it chooses.
+
+
+checkpoint select_run:
+    input:
+        stats=get_selection_stats,
+    output:
+        selection=SELECTED,
+    log:
+        "logs/select_run/{dataset}/{method}/forget_set~{forget_set}.log",
+    conda:
+        "../../envs/unlearnbench.yaml"
+    params:
+        runs=lambda w: list(RUNS[w.method]),
+        rule=config["selection"]["rule"],
+    script:
+        "../scripts/select_run.py"
