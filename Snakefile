@@ -52,8 +52,9 @@ rule all:
 onsuccess:
     # only when this run's DAG holds the summary of this config (not for other targets, which may be
     # of another config than the summary on disk)
-    if made_the_summary(workflow.dag) and os.path.exists("results/klom_summary.csv"):
-        print_summary("results/klom_summary.csv")
+    summary = "results/klom_summary.csv"
+    if made_the_summary(workflow.dag) and os.path.exists(summary):
+        print_summary(summary)
         print(
             "\nReported run per method and forget set: results/summary.md (figures: results/figures/; "
             "HTML report: snakemake --report results/report.html)"

@@ -1,7 +1,7 @@
 # Helpers shared by the rules: config lookups and input functions (getters are named get_*).
 
 from unlearnbench import config as plan
-from unlearnbench import selection
+from unlearnbench import report_plan, selection
 from unlearnbench.methods import lookup
 from unlearnbench.seeds import derive_seed
 
@@ -143,7 +143,8 @@ def holds_oracles(method):
 
 def get_unlearn_shards(method, sample="report"):
     """Shards of an unlearning run on a sample ("selection" or "report"): base-model shards of that sample,
-    or the held-out oracle shards (numbered from 0) for the oracle draw, which has nothing to select."""
+    or the held-out oracle shards (numbered from 0) for the oracle draw, which has nothing to select.
+    """
     if holds_oracles(method):
         if sample == "selection":
             raise ValueError(f"{method} is never run on the selection sample")
@@ -163,7 +164,10 @@ def unlearn_model_range(method, shard):
 def get_hyperparameters(wildcards):
     hyperparameters = RUNS[wildcards.method][wildcards.run]
     if lookup(wildcards.method, config["plugins"]).kind == "retrain":
-        return {**hyperparameters, "recipe": config["train"]}  # retrains with the recipe
+        return {
+            **hyperparameters,
+            "recipe": config["train"],
+        }  # retrains with the recipe
     return hyperparameters
 
 
@@ -212,7 +216,11 @@ def get_scored_oracle_margins(wildcards):
 def get_bootstrap(wildcards):
     """Intervals on the report sample only: selection compares point estimates."""
     kind, _ = selection.parse_sample(wildcards.sample)
-    return config["bootstrap"] if kind == "report" else {**config["bootstrap"], "n_resamples": 0}
+    return (
+        config["bootstrap"]
+        if kind == "report"
+        else {**config["bootstrap"], "n_resamples": 0}
+    )
 
 
 # Selection: which run of a method is reported (unlearnbench.selection) -----------------------------
@@ -318,11 +326,58 @@ def get_method_facts(wildcards=None):
         m: {
             "role": lookup(m, config["plugins"]).role,
             "pool_cost": (
-                pool if "datamodel_effect" in lookup(m, config["plugins"]).needs else 0.0
+                pool
+                if "datamodel_effect" in lookup(m, config["plugins"]).needs
+                else 0.0
             ),
         }
         for m in RUNS
     }
+
+
+# Figures of the reported runs (report.smk) ---------------------------------------------------------
+
+
+def reported_runs(forget_set, sample_chosen_on=False):
+    """{method, run, sample} of each method's reported run on a forget set (the retrain curve left out):
+    its report sample, or with sample_chosen_on the sample it was chosen on (its snapshots there).
+    """
+    runs = []
+    for method in RUNS:
+        chosen = selected_run(method, forget_set)
+        if chosen is None:
+            continue
+        sample = selection.report_sample(chosen[1])
+        if sample_chosen_on and selects(method):
+            sample = "selection"
+        runs.append({"method": method, "run": chosen[0], "sample": sample})
+    return runs
+
+
+def klom_epochs_files(wildcards):
+    return report_plan.score_files(
+        f"{SCORES}/klom.npz",
+        DATASET,
+        wildcards.forget_set,
+        reported_runs(wildcards.forget_set, sample_chosen_on=True),
+    )
+
+
+def margins_score_files(wildcards):
+    runs = reported_runs(wildcards.forget_set)
+    return report_plan.score_files(
+        f"{SCORES}/klom.npz", DATASET, wildcards.forget_set, runs
+    )
+
+
+def margins_shard_files(wildcards):
+    return report_plan.shard_files(
+        UNLEARNED,
+        DATASET,
+        wildcards.forget_set,
+        reported_runs(wildcards.forget_set),
+        lambda method: get_unlearn_shards(method, "report"),
+    )
 
 
 def print_summary(path):
@@ -335,7 +390,8 @@ def print_summary(path):
 
 def made_the_summary(dag):
     """Whether this run's DAG holds the summary (made or found up to date for *this* config): a run of
-    other targets, maybe of another config, must not print a summary it did not check."""
+    other targets, maybe of another config, must not print a summary it did not check.
+    """
     return any(job.rule.name == "summarize" for job in dag.jobs)
 
 

@@ -15,45 +15,6 @@ OPTIONAL_TABLES = report_plan.enabled_optional_tables(
 REPORT_TARGETS = report_plan.targets(FORGET_SETS, config)
 
 
-def reported_runs(forget_set, sample_chosen_on=False):
-    """{method, run, sample} of each method's reported run on a forget set (the retrain curve left out):
-    its report sample, or with sample_chosen_on the sample it was chosen on (its snapshots there)."""
-    runs = []
-    for method in RUNS:
-        chosen = selected_run(method, forget_set)
-        if chosen is None:
-            continue
-        sample = selection.report_sample(chosen[1])
-        if sample_chosen_on and selects(method):
-            sample = "selection"
-        runs.append({"method": method, "run": chosen[0], "sample": sample})
-    return runs
-
-
-def klom_epochs_files(wildcards):
-    return report_plan.score_files(
-        f"{SCORES}/klom.npz",
-        DATASET,
-        wildcards.forget_set,
-        reported_runs(wildcards.forget_set, sample_chosen_on=True),
-    )
-
-
-def margins_score_files(wildcards):
-    runs = reported_runs(wildcards.forget_set)
-    return report_plan.score_files(f"{SCORES}/klom.npz", DATASET, wildcards.forget_set, runs)
-
-
-def margins_shard_files(wildcards):
-    return report_plan.shard_files(
-        UNLEARNED,
-        DATASET,
-        wildcards.forget_set,
-        reported_runs(wildcards.forget_set),
-        lambda method: get_unlearn_shards(method, "report"),
-    )
-
-
 rule report_tables:
     input:
         unpack(lambda w: {name: path for name, (path, _) in OPTIONAL_TABLES.items()}),
