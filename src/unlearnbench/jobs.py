@@ -287,6 +287,7 @@ def summarize(stats: list[str], epsilon: list[str], keys: list[dict], out_csv: s
     from .selection import read_selection
 
     ids = ["dataset", "model", "forget_set", "method", "run", "sample", "epoch"]
+    keys = [{"sample": "report", **key} for key in keys]  # scores without a sample were reported directly
     table = stack_tables(stats, keys, ids + ["group", "n_points", "n_models"], ids + ["group"])
     chosen = [read_selection(path) for path in selections] + list(fixed_selections)
     table = annotate(table, chosen, rule, methods or {}, descriptions or {})

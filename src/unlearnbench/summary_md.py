@@ -60,7 +60,8 @@ def method_order(methods, role_of: Mapping[str, str] | None = None) -> list[str]
 
 
 def forget_set_order(forget_sets) -> list[str]:
-    """Numeric ids in numeric order (``01`` after ``1``), then the others alphabetically."""
+    """Numeric ids in numeric order (``01`` and ``1`` next to each other, by their text), then the others
+    alphabetically."""
     ids = list(dict.fromkeys(str(f) for f in forget_sets))
     return sorted(ids, key=lambda f: (0, int(f), f) if f.isdigit() else (1, 0, f))
 
