@@ -180,7 +180,7 @@ def tradeoff_figure(summary: pd.DataFrame, forget_set: str, stat: str = "p95", c
     fig.legend(handles=handles, loc="outside right upper", fontsize="small", title="method, grid point")
     title = forget_set_title(str(forget_set), summary)
     fig.suptitle(textwrap.fill(text(f"{title}: KLOM {stat.upper()} against relative cost; runs chosen by {rule} on "
-                                    "the selection sample, reported on the report sample"), 170))
+                                    "the selection sample, reported on the report sample"), 130))
     return fig
 
 
@@ -270,7 +270,7 @@ def klom_epochs_figure(curves: Sequence[Mapping], masks: Mapping[str, np.ndarray
     fig.legend(handles, labels, loc="outside right upper", fontsize="small", title="method (chosen grid point)")
     fig.suptitle(textwrap.fill(text(f"{title or f'Forget set {forget_set}'}: KLOM over snapshot epochs of each "
                                     "method's chosen grid point on the selection sample (stars: the reported "
-                                    "value)"), 150))
+                                    "value)"), 100))
     return fig
 
 
