@@ -162,12 +162,10 @@ def unlearn_model_range(method, shard):
 
 
 def get_hyperparameters(wildcards):
+    """The grid point's hyperparameters; a retraining from scratch also gets the training recipe."""
     hyperparameters = RUNS[wildcards.method][wildcards.run]
     if lookup(wildcards.method, config["plugins"]).kind == "retrain":
-        return {
-            **hyperparameters,
-            "recipe": config["train"],
-        }  # retrains with the recipe
+        return {**hyperparameters, "recipe": config["train"]}
     return hyperparameters
 
 
@@ -226,8 +224,12 @@ def get_bootstrap(wildcards):
 # Selection: which run of a method is reported (unlearnbench.selection) -----------------------------
 
 
+SELECTING = {m for m in RUNS if selection.selects(config, m)}
+
+
 def selects(method):
-    return selection.selects(config, method)
+    """Whether the method's reported run is chosen on the selection sample (it has a choice)."""
+    return method in SELECTING
 
 
 def get_selection_stats(wildcards):
