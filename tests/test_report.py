@@ -339,7 +339,7 @@ def test_summary_md_and_figures_are_written(tiny_run):
     text = (tiny_run / "results/summary.md").read_text()
     table = pd.read_csv(tiny_run / "results/klom_summary.csv")
     for method in table.method.unique():
-        assert f"| {method} |" in text
+        assert f"| `{method}` |" in text
     for fs in ("1", "class3"):
         assert f"## Forget set {fs}" in text
     for name in FIGURES:

@@ -102,7 +102,7 @@ def test_the_onsuccess_summary_is_the_one_of_the_run(tiny_run, workflow_copy):
     stale = workflow_copy / "results/klom_summary.csv"
     stale.parent.mkdir(parents=True)
     shutil.copy(tiny_run / "results/klom_summary.csv", stale)
-    proc = snakemake(workflow_copy, "--configfile", TINY_CONFIG, "results/forget_sets/digits/forget_set_1.npy")
+    proc = snakemake(workflow_copy, "results/forget_sets/digits/forget_set_1.npy", "--configfile", TINY_CONFIG)
     assert "forget_set_1.npy" in proc.stdout + proc.stderr
     assert "KLOM P95 of each method" not in proc.stdout + proc.stderr
 
