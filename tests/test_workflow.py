@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 
@@ -176,7 +177,8 @@ def test_a_user_plugin_and_a_diverging_run_go_through_the_dag(workflow_copy):
         "gradient_ascent": {"lr": [1.0e8], "epochs": [1, 2]},  # diverges
     }
     name = write_config(workflow_copy, config)
-    snakemake(workflow_copy, "--configfile", name, env={"PYTHONPATH": str(workflow_copy)})
+    path = os.pathsep.join(filter(None, [str(workflow_copy), os.environ.get("PYTHONPATH")]))
+    snakemake(workflow_copy, "--configfile", name, env={"PYTHONPATH": path})
     table = pd.read_csv(workflow_copy / "results/klom_summary.csv")
     plugin_runs = table[table.method == "capped_ascent"]
     assert set(plugin_runs.run) == {"cap~3.0_lr~0.01", "cap~3.0_lr~0.05"}
