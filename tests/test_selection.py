@@ -214,8 +214,10 @@ def test_summarize_marks_the_chosen_run_and_reports_it_beside_its_selection_valu
         paths.append(str(path))
         keys.append({"dataset": "digits", "model": "cnn", "forget_set": "01", "method": method, "run": run,
                      "sample": sample})
-    chosen = tmp_path / "ga.json"
-    chosen.write_text(json.dumps({"method": "ga", "forget_set": "01", "run": "lr~0.2", "epoch": 1}))
+    chosen = tmp_path / "chosen.json"
+    selection.write_selection([p for p, k in zip(paths, keys) if k["sample"] == "selection"],
+                              [k for k in keys if k["sample"] == "selection"], "01", "max_95", chosen)
+    assert json.loads(chosen.read_text())["methods"]["ga"]["run"] == "lr~0.2"  # max 2.0 at epoch 1
     out = {k: str(tmp_path / f"out.{k}") for k in ("csv", "parquet", "eps")}
     eps = pd.DataFrame({"epoch": [0], "n_forget": [10]})
     eps.to_csv(tmp_path / "eps.csv", index=False)

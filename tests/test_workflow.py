@@ -76,7 +76,8 @@ def test_runs_are_chosen_on_the_selection_sample_and_reported_on_the_report_samp
     ga = table[table.method == "gradient_ascent"]
     assert set(ga[ga["sample"] == "selection"].epoch) == {1, 2} and (ga.n_models == n).all()
     for fs in ("1", "class3"):
-        chosen = json.loads((tiny_run / f"results/selection/digits/gradient_ascent/forget_set~{fs}.json").read_text())
+        chosen = json.loads((tiny_run / f"results/selection/digits/forget_set~{fs}.json").read_text())
+        chosen = chosen["methods"]["gradient_ascent"]
         reported = ga[(ga.forget_set == fs) & (ga["sample"] == "report")]
         assert set(reported.epoch) == {chosen["epoch"]} and set(reported.run) == {chosen["run"]}
         candidates = ga[(ga.forget_set == fs) & (ga["sample"] == "selection")]

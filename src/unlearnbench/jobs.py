@@ -280,7 +280,7 @@ def summarize(stats: list[str], epsilon: list[str], keys: list[dict], out_csv: s
     """The KLOM summary (CSV and Parquet) and the ε summary, one row per run, sample, snapshot (and group).
 
     ``keys`` tag each score with its dataset, model, forget set, method, run and ``sample`` (``selection`` or
-    ``report``). ``selections`` (JSON of the ``select_run`` checkpoint) and ``fixed_selections`` (methods with
+    ``report``). ``selections`` (JSON of the ``select_run`` checkpoints) and ``fixed_selections`` (methods with
     one candidate) name each method's reported run; ``methods``: per method its ``role`` and ``pool_cost``;
     ``descriptions``: per forget set its description. See :func:`annotate` for the columns added.
     """
@@ -289,7 +289,7 @@ def summarize(stats: list[str], epsilon: list[str], keys: list[dict], out_csv: s
     ids = ["dataset", "model", "forget_set", "method", "run", "sample", "epoch"]
     keys = [{"sample": "report", **key} for key in keys]  # scores without a sample were reported directly
     table = stack_tables(stats, keys, ids + ["group", "n_points", "n_models"], ids + ["group"])
-    chosen = [read_selection(path) for path in selections] + list(fixed_selections)
+    chosen = [c for path in selections for c in read_selection(path)] + list(fixed_selections)
     table = annotate(table, chosen, rule, methods or {}, descriptions or {})
     save_table(out_csv, table)
     save_table(out_parquet, table)

@@ -115,6 +115,10 @@ def tradeoff_figure(summary: pd.DataFrame, forget_set: str, stat: str = "p95", c
             if role == "retrain":
                 x, y = report["relative_cost"].to_numpy(float), report[column].to_numpy(float)
                 ax.plot(x, y, color=colour, lw=2, marker="o", ms=6, zorder=3)
+                oracle = table[(table["method"].map(role_of) == "oracle") & (table["sample"] == "report")]
+                if len(x) and len(oracle):  # budget 1 is the oracle: the curve's end
+                    ax.plot([x[-1], oracle["relative_cost"].iloc[0]], [y[-1], oracle[column].iloc[0]], color=colour,
+                            lw=1.2, ls=":", zorder=2)
                 for xi, yi, run in zip(x, y, report["run"]):
                     ax.annotate(text(run.replace("budget~", "")), (xi, yi), xytext=(4, -9), textcoords="offset points",
                                 fontsize=7, color=colour)

@@ -161,35 +161,45 @@ def scored_runs(config: Mapping, method: str, selected: tuple[str, int] | None) 
 # the selection job -------------------------------------------------------------------------------------
 
 
-def choose(stats: Sequence[str], runs: Sequence[str], rule: str) -> dict:
-    """The selected run among the selection-sample scores ``stats`` (one ``stats.csv`` per run of ``runs``)."""
+def choose(stats: Sequence[str], keys: Sequence[Mapping[str, str]], rule: str) -> dict[str, dict]:
+    """Per method, the run chosen among its selection-sample scores: ``stats`` (one ``stats.csv`` per run),
+    ``keys`` alike (``{method, run}``)."""
     import pandas as pd
 
     from .storage import load_table
 
-    if len(stats) != len(runs):
-        raise ValueError(f"{len(stats)} score tables but {len(runs)} runs")
-    table = pd.concat([load_table(path).assign(run=str(run)) for path, run in zip(stats, runs)], ignore_index=True)
-    return select(wide(table, ["run", "epoch"]), rule)
+    if len(stats) != len(keys):
+        raise ValueError(f"{len(stats)} score tables but {len(keys)} keys")
+    tables = [load_table(path).assign(method=str(key["method"]), run=str(key["run"])) for path, key in zip(stats, keys)]
+    if not tables:
+        return {}
+    table = pd.concat(tables, ignore_index=True)
+    return {str(method): select(wide(group, ["run", "epoch"]), rule)
+            for method, group in table.groupby("method", sort=True)}
 
 
-def write_selection(stats: Sequence[str], runs: Sequence[str], method: str, forget_set: str, rule: str,
+def write_selection(stats: Sequence[str], keys: Sequence[Mapping[str, str]], forget_set: str, rule: str,
                     out: str | os.PathLike) -> None:
-    """Job function of the ``select_run`` checkpoint: the chosen run as JSON (typed: ids stay strings)."""
+    """Job function of the ``select_run`` checkpoint: every method's chosen run on one forget set, as JSON
+    (typed: ids stay strings)."""
     from .summary_md import write_text
 
-    chosen = {"method": str(method), "forget_set": str(forget_set), "selection_rule": rule, **choose(stats, runs, rule)}
-    log.info("%s on forget set %s: run %s, epoch %d (%s %.4g on the selection sample, of %d candidates)", method,
-             forget_set, chosen["run"], chosen["epoch"], rule, chosen["selection_value"], chosen["n_candidates"])
-    write_text(out, json.dumps(chosen, indent=1, sort_keys=True) + "\n")
+    chosen = choose(stats, keys, rule)
+    for method, c in chosen.items():
+        log.info("%s on forget set %s: run %s, epoch %d (%s %.4g on the selection sample, of %d candidates)",
+                 method, forget_set, c["run"], c["epoch"], rule, c["selection_value"], c["n_candidates"])
+    document = {"forget_set": str(forget_set), "selection_rule": rule, "methods": chosen}
+    write_text(out, json.dumps(document, indent=1, sort_keys=True) + "\n")
 
 
-def read_selection(path: str | os.PathLike) -> dict:
+def read_selection(path: str | os.PathLike) -> list[dict]:
+    """The choices of a ``select_run`` file: ``{method, forget_set, run, epoch, selection_value, ...}`` each."""
     from .storage import ArtefactError
 
     try:
         with open(path, encoding="utf-8") as fh:
-            chosen = json.load(fh)
-        return {**chosen, "run": str(chosen["run"]), "epoch": int(chosen["epoch"])}
-    except (OSError, ValueError, KeyError) as err:
+            document = json.load(fh)
+        return [{**c, "method": str(method), "forget_set": str(document["forget_set"]), "run": str(c["run"]),
+                 "epoch": int(c["epoch"])} for method, c in document["methods"].items()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise ArtefactError(path, f"cannot read the selection ({type(err).__name__}: {err})") from err

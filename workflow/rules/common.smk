@@ -25,7 +25,7 @@ MARGINS = "results/margins/{dataset}/{family}/shard~{shard}.npz"
 # reported run up to its snapshot e, report models vs scored oracles); see unlearnbench.selection
 UNLEARNED = "results/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/{sample}/shard~{shard}.npz"
 SCORES = "results/klom/{dataset}/{method}/{run}/forget_set~{forget_set}/{sample}"
-SELECTED = "results/selection/{dataset}/{method}/forget_set~{forget_set}.json"
+SELECTED = "results/selection/{dataset}/forget_set~{forget_set}.json"
 DATAMODELS = f"results/datamodels/{DATASET}"
 EFFECT = "results/datamodels/{dataset}/forget_set~{forget_set}/effect.npz"
 ULIRA_DIR = f"results/ulira/{DATASET}"
@@ -221,6 +221,12 @@ def get_bootstrap(wildcards):
     )
 
 
+def get_epsilon(wildcards):
+    """The challenge's ε on the report sample only (the headline shows it at the reported runs)."""
+    kind, _ = selection.parse_sample(wildcards.sample)
+    return config["epsilon"] if kind == "report" else None
+
+
 # Selection: which run of a method is reported (unlearnbench.selection) -----------------------------
 
 
@@ -232,17 +238,22 @@ def selects(method):
     return method in SELECTING
 
 
+def selection_keys(wildcards=None):
+    """{method, run} of every run chosen from (every grid point of a method that has a choice)."""
+    return [{"method": m, "run": run} for m in RUNS if selects(m) for run in RUNS[m]]
+
+
 def get_selection_stats(wildcards):
-    """Selection-sample scores of every run of a method on a forget set (parallel to RUNS[method])."""
+    """Selection-sample scores of every run chosen from on a forget set (parallel to selection_keys())."""
     return [
         f"{SCORES}/stats.csv".format(
             dataset=DATASET,
-            method=wildcards.method,
-            run=run,
+            method=key["method"],
+            run=key["run"],
             forget_set=wildcards.forget_set,
             sample="selection",
         )
-        for run in RUNS[wildcards.method]
+        for key in selection_keys()
     ]
 
 
@@ -250,12 +261,11 @@ def selected_run(method, forget_set):
     """(run, epoch) reported for a method on a forget set: chosen by the select_run checkpoint, or the
     only candidate. None for the retrain curve (every run is reported)."""
     if selects(method):
-        chosen = selection.read_selection(
-            checkpoints.select_run.get(
-                dataset=DATASET, method=method, forget_set=forget_set
-            ).output.selection
-        )
-        return chosen["run"], chosen["epoch"]
+        path = checkpoints.select_run.get(dataset=DATASET, forget_set=forget_set)
+        chosen = {
+            c["method"]: c for c in selection.read_selection(path.output.selection)
+        }
+        return chosen[method]["run"], chosen[method]["epoch"]
     options = selection.candidates(config, method)
     return options[0] if len(options) == 1 else None
 
@@ -284,15 +294,12 @@ def get_all_scores(wildcards, name):
 
 def get_selection_files(wildcards=None):
     """The select_run checkpoints' outputs (of the rule's forget set, when it has one)."""
+    if not SELECTING:
+        return []
     forget_sets = (
         [wildcards.forget_set] if hasattr(wildcards, "forget_set") else FORGET_SETS
     )
-    return [
-        SELECTED.format(dataset=DATASET, method=m, forget_set=fs)
-        for m in RUNS
-        if selects(m)
-        for fs in forget_sets
-    ]
+    return [SELECTED.format(dataset=DATASET, forget_set=fs) for fs in forget_sets]
 
 
 def get_summary_keys(wildcards):

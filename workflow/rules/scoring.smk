@@ -23,7 +23,7 @@ rule score_klom:
     params:
         klom=config["klom"],
         bootstrap=get_bootstrap,
-        epsilon=config["epsilon"],
+        epsilon=get_epsilon,
         n_train=DATA.n_train,
         n_val=DATA.n_val,
         cost_unit=DATA.n_train * config["train"]["epochs"],

@@ -1,6 +1,7 @@
 # Each method's reported run (grid point and snapshot) is chosen on the selection sample by
 # selection.rule; the report sample then unlearns and scores only that run (unlearnbench.selection).
-# A checkpoint: which report-sample jobs exist depends on what it chooses.
+# A checkpoint per forget set (every method with a choice): which report-sample jobs exist depends on
+# what it chooses.
 
 
 checkpoint select_run:
@@ -9,11 +10,11 @@ checkpoint select_run:
     output:
         selection=SELECTED,
     log:
-        "logs/select_run/{dataset}/{method}/forget_set~{forget_set}.log",
+        "logs/select_run/{dataset}/forget_set~{forget_set}.log",
     conda:
         "../../envs/unlearnbench.yaml"
     params:
-        runs=lambda w: list(RUNS[w.method]),
+        runs=selection_keys,
         rule=config["selection"]["rule"],
     script:
         "../scripts/select_run.py"
