@@ -105,7 +105,7 @@ def test_sigkill_during_training_leaves_only_complete_artefacts_and_resumes_iden
     text = (proc.stdout + proc.stderr).lower()
     assert proc.returncode != 0 and ("incomplete" in text or "lock" in text), text[-2000:]
     snakemake(work, "--unlock", "--configfile", TINY_CONFIG)
-    snakemake(work, "--rerun-incomplete", "--configfile", TINY_CONFIG)
+    snakemake(work, "--rerun-incomplete", "--configfile", TINY_CONFIG, timeout=1800)  # the rest of the tiny run
     reference = (tiny_run / "results/klom_summary.csv").read_bytes()
     assert (work / "results/klom_summary.csv").read_bytes() == reference
     check_artefacts(work / "results")
@@ -159,7 +159,7 @@ def test_damaged_margins_and_weights_are_named_with_how_to_rebuild_them(tiny_run
     proc = snakemake(work, "--keep-going", "--show-failed-logs", "--configfile", TINY_CONFIG, check=False)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    for path, consumer_log in ((MARGINS, "logs/score_klom/digits/oracle/default/forget_set~1.log"),
+    for path, consumer_log in ((MARGINS, "logs/score_klom/digits/oracle/default/forget_set~1/report_epoch~0.log"),
                                (WEIGHTS, "logs/compute_margins/digits/base/shard~0.log")):
         log = (work / consumer_log).read_text()
         message = f"{path}\n  The file is damaged or incomplete. Delete it and rebuild it"
