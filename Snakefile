@@ -36,6 +36,7 @@ include: "workflow/rules/training.smk"
 include: "workflow/rules/margins.smk"
 include: "workflow/rules/unlearning.smk"
 include: "workflow/rules/scoring.smk"
+include: "workflow/rules/selection.smk"
 include: "workflow/rules/pool.smk"
 include: "workflow/rules/import.smk"
 include: "workflow/rules/report.smk"
@@ -60,10 +61,12 @@ onstart:
 
 
 onsuccess:
-    # only when the run made the summary (not for single targets or partial runs)
-    if os.path.exists("results/klom_summary.csv"):
-        print_summary("results/klom_summary.csv")
+    # only when this run's DAG holds the summary of this config (not for other targets, which may be
+    # of another config than the summary on disk)
+    summary = "results/klom_summary.csv"
+    if made_the_summary(workflow.dag) and os.path.exists(summary):
+        print_summary(summary)
         print(
-            "\nBest run per method and forget set: results/summary.md (figures: results/figures/; "
+            "\nReported run per method and forget set: results/summary.md (figures: results/figures/; "
             "HTML report: unlearnbench report)"
         )

@@ -65,8 +65,9 @@ def test_grid_is_the_cartesian_product_and_run_ids_name_every_key():
 def test_method_runs_and_shards(default_config):
     config = validate(copy.deepcopy(default_config), SCHEMA)
     assert method_runs(config["methods"])["do_nothing"] == {"default": {}}
-    config.update(n_models=10, n_holdout_oracles=5, models_per_job=4)
-    assert oracle_shards(config) == [(0, 4), (4, 8), (8, 10), (10, 14), (14, 15)]
+    config.update(n_models=10, n_holdout_oracles=5, models_per_job=4, selection={"n_models": 6})
+    # scored [0, 10), held-out [10, 15), selection [15, 21): no shard mixes two families
+    assert oracle_shards(config) == [(0, 4), (4, 8), (8, 10), (10, 14), (14, 15), (15, 19), (19, 21)]
 
 
 def test_key_order_does_not_matter(default_config):

@@ -19,12 +19,14 @@ from unlearnbench.unlearning import margins_method, matching_rows, unlearn_stack
 
 @pytest.mark.parametrize("n_models, n_holdout, per_job", [(100, 100, 25), (12, 4, 5), (10, 3, 4), (6, 8, 2)])
 def test_every_held_out_oracle_is_a_target_once_per_h_models_however_models_are_sharded(n_models, n_holdout, per_job):
-    config = {"n_models": n_models, "n_holdout_oracles": n_holdout, "models_per_job": per_job}
+    config = {"n_models": n_models, "n_holdout_oracles": n_holdout, "models_per_job": per_job,
+              "selection": {"n_models": n_models}}
     oracle_index = np.concatenate([np.arange(*plan.oracle_shards(config)[s])
                                    for s in plan.holdout_oracle_shards(config)])
+    report_shards = [plan.base_shards(config)[s] for s in plan.report_base_shards(config)]
     targets = np.concatenate([oracle_index[matching_rows(np.arange(*shard), oracle_index)]
-                              for shard in plan.base_shards(config)])
-    assert len(plan.base_shards(config)) > 1  # the models really are sharded
+                              for shard in report_shards])
+    assert len(report_shards) > 1  # the models really are sharded
     np.testing.assert_array_equal(targets, oracle_index[matching_rows(np.arange(n_models), oracle_index)])
     for start in range(0, n_models - n_holdout + 1, n_holdout):  # each window of H consecutive models
         assert sorted(targets[start:start + n_holdout]) == list(range(n_models, n_models + n_holdout))

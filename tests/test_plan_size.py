@@ -33,7 +33,7 @@ def test_the_shipped_configs_are_far_inside_the_limits():
     for path in ("config/config.yaml", "config/cifar10.yaml", "config/living17.yaml"):
         config = load(path)
         size = estimate(config, dataset_spec(config))
-        assert size.jobs * 10 < config["limits"]["max_jobs"]
+        assert size.jobs * 5 < config["limits"]["max_jobs"]
         assert size.largest_job[1] < config["limits"]["max_job_memory_gib"] * 2**30 / 2
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -17,8 +18,10 @@ pytestmark = pytest.mark.workflow
 
 RULES = {
     "prepare_dataset", "make_forget_set", "train_base", "train_oracle", "compute_margins", "unlearn",
-    "score_klom", "summarize",
+    "score_klom", "select_run", "summarize",
 }
+REPORT_RULES = {"report_tables", "report_extra_table", "plot_tradeoff", "plot_group_bars", "plot_klom_epochs",
+                "plot_margins"}
 
 
 def tiny_config(workdir):
@@ -44,8 +47,10 @@ def test_lint_is_clean(workflow_copy):
 def test_summary_has_every_forget_set_method_and_group(tiny_run):
     table = pd.read_csv(tiny_run / "results/klom_summary.csv")
     config = tiny_config(tiny_run)
-    required = ["dataset", "model", "forget_set", "method", "run", "epoch", "group", "n_points", "n_models",
-                "p95", "p99", "mean", "std", "relative_cost", "diverged", "direction", "accuracy", "oracle_accuracy"]
+    required = ["dataset", "model", "forget_set", "method", "run", "sample", "epoch", "group", "n_points",
+                "n_models", "p95", "p99", "mean", "std", "relative_cost", "diverged", "direction", "average_95",
+                "selection_rule", "selection_value", "selected", "n_candidates", "role", "pool_cost",
+                "forget_set_description", "accuracy", "oracle_accuracy"]
     assert set(required) <= set(table.columns)
     seen = set(zip(table.forget_set.astype(str), table.method, table.group))
     for fs in config["forget_sets"]:
@@ -55,6 +60,53 @@ def test_summary_has_every_forget_set_method_and_group(tiny_run):
     assert (tiny_run / "results/klom_summary.parquet").exists()
     assert pd.read_parquet(tiny_run / "results/klom_summary.parquet").shape == table.shape
     assert (table.direction == "unlearned-oracle").all()
+    assert (table.selection_rule == "average_95").all()
+
+
+def test_runs_are_chosen_on_the_selection_sample_and_reported_on_the_report_sample(tiny_run):
+    """Every grid point is scored on the selection models against the selection oracles; the chosen one (and
+    each method without a choice) on the report models against the scored oracles."""
+    import json
+
+    table = pd.read_csv(tiny_run / "results/klom_summary.csv", dtype={"forget_set": str})
+    config = tiny_config(tiny_run)
+    n = config["n_models"]
+    report = table[table["sample"] == "report"]
+    assert (report.n_models == n).all() and (report.n_oracles == n).all()
+    ga = table[table.method == "gradient_ascent"]
+    assert set(ga[ga["sample"] == "selection"].epoch) == {1, 2} and (ga.n_models == n).all()
+    for fs in ("1", "class3"):
+        chosen = json.loads((tiny_run / f"results/selection/digits/forget_set~{fs}.json").read_text())
+        chosen = chosen["methods"]["gradient_ascent"]
+        reported = ga[(ga.forget_set == fs) & (ga["sample"] == "report")]
+        assert set(reported.epoch) == {chosen["epoch"]} and set(reported.run) == {chosen["run"]}
+        candidates = ga[(ga.forget_set == fs) & (ga["sample"] == "selection")]
+        best = candidates.groupby("epoch")["average_95"].first().idxmin()
+        assert best == chosen["epoch"] and candidates[candidates.selected].epoch.unique().tolist() == [best]
+        assert chosen["selection_value"] == pytest.approx(candidates[candidates.epoch == best].average_95.iloc[0])
+    # methods without a choice, and the retrain baseline at every budget, only on the report sample
+    for method in ("do_nothing", "oracle", "oracle_matching", "retrain"):
+        assert set(table[table.method == method]["sample"]) == {"report"}
+    retrain = report[report.method == "retrain"]
+    assert set(retrain.run) == {"budget~0.1", "budget~0.3"} and not retrain.selected.any()
+    costs = retrain.groupby("run").relative_cost.first()
+    assert costs["budget~0.1"] == pytest.approx(0.1, rel=0.1) and costs["budget~0.3"] == pytest.approx(0.3, rel=0.1)
+    oracle_cost = report[report.method == "oracle"].relative_cost
+    assert oracle_cost.between(0.9, 1.0).all()  # one retraining on the retain set
+    text = (tiny_run / "results/summary.md").read_text()
+    assert "chosen by `average_95`" in text and "where chosen" in text
+
+
+def test_the_onsuccess_summary_is_the_one_of_the_run(tiny_run, workflow_copy):
+    printed = (tiny_run / "tiny_run.out").read_text()
+    assert "chosen by average_95 on the selection sample" in printed
+    # a stale summary of another config must not be printed after a run that did not make it
+    stale = workflow_copy / "results/klom_summary.csv"
+    stale.parent.mkdir(parents=True)
+    shutil.copy(tiny_run / "results/klom_summary.csv", stale)
+    proc = snakemake(workflow_copy, "results/forget_sets/digits/forget_set_1.npy", "--configfile", TINY_CONFIG)
+    assert "forget_set_1.npy" in proc.stdout + proc.stderr
+    assert "KLOM P95 of each method" not in proc.stdout + proc.stderr
 
 
 def test_group_sizes_match_the_forget_sets(tiny_run):
@@ -69,7 +121,7 @@ def test_do_nothing_is_far_from_the_oracle_draw_on_forget_points(tiny_run):
     """The weak form of the expected outcome (N = 10 only): do-nothing's forget KLOM is well above the
     oracle draw's, and both are small on validation points."""
     table = pd.read_csv(tiny_run / "results/klom_summary.csv")
-    mean = table.set_index(["forget_set", "method", "group"])["mean"]
+    mean = table[table["sample"] == "report"].set_index(["forget_set", "method", "group"])["mean"]
     for fs in table.forget_set.unique():
         assert mean[(fs, "do_nothing", "forget")] > 1.3 * mean[(fs, "oracle", "forget")]
         assert mean[(fs, "do_nothing", "forget")] > 1.3 * mean[(fs, "do_nothing", "val")]
@@ -100,9 +152,18 @@ def test_changing_klom_bins_reruns_only_scoring(tiny_run):
     config = tiny_config(tiny_run)
     config["klom"]["bins"] = config["klom"].get("bins", 20) + 3
     proc = snakemake(tiny_run, "-n", "--configfile", write_config(tiny_run, config))
-    report = {"report_tables", "report_extra_table", "plot_tradeoff", "plot_group_bars", "plot_klom_epochs",
-              "plot_margins"}  # figures and tables are made from the scores
-    assert set(planned_jobs(proc)) == {"score_klom", "summarize", "all"} | report
+    jobs = set(planned_jobs(proc))
+    # scores, then the choices made from them (unlearning of a newly chosen run follows the checkpoint),
+    # the summary and the figures and tables made from it
+    assert {"score_klom", "select_run", "summarize", "all"} <= jobs <= {"score_klom", "select_run", "summarize",
+                                                                        "all"} | REPORT_RULES
+
+
+def test_changing_the_selection_rule_reruns_only_the_choice_and_what_follows(tiny_run):
+    config = tiny_config(tiny_run)
+    config["selection"] = {"rule": "forget_95"}
+    jobs = set(planned_jobs(snakemake(tiny_run, "-n", "--configfile", write_config(tiny_run, config))))
+    assert {"select_run", "summarize"} <= jobs <= {"select_run", "summarize", "all"} | REPORT_RULES
 
 
 def test_changing_train_epochs_reruns_training_and_what_follows(tiny_run):
@@ -133,9 +194,8 @@ def test_a_user_plugin_and_a_diverging_run_go_through_the_dag(workflow_copy):
         "gradient_ascent": {"lr": [1.0e8], "epochs": [1, 2]},  # diverges
     }
     name = write_config(workflow_copy, config)
-    path = os.pathsep.join(filter(None, [str(workflow_copy), os.environ.get("PYTHONPATH")]))  # keep the library's
-    env = {"PYTHONPATH": path}
-    snakemake(workflow_copy, "--configfile", name, env=env)
+    path = os.pathsep.join(filter(None, [str(workflow_copy), os.environ.get("PYTHONPATH")]))
+    snakemake(workflow_copy, "--configfile", name, env={"PYTHONPATH": path})
     table = pd.read_csv(workflow_copy / "results/klom_summary.csv")
     plugin_runs = table[table.method == "capped_ascent"]
     assert set(plugin_runs.run) == {"cap~3.0_lr~0.01", "cap~3.0_lr~0.05"}
@@ -169,3 +229,15 @@ def test_the_pool_serves_datamodels_attribution_sets_and_ulira(workflow_copy):
     assert (table.p95_low <= table.p95_high).all()
     pc1 = np.load(results / "forget_sets/digits/forget_set_pc1.npy")
     assert pc1.dtype == np.int64 and len(pc1) == 10
+
+
+def test_families_of_different_sizes_build_the_dag(workflow_copy):
+    """More held-out oracle shards than base-model shards, and a selection sample of another size: the oracle
+    draw's seeds come from the oracle family (indexing the base shards failed to build the DAG)."""
+    config = tiny_config(workflow_copy)
+    config.update(n_models=2, n_holdout_oracles=6, models_per_job=2, selection={"n_models": 3},
+                  forget_sets=config["forget_sets"][:1], methods={"do_nothing": None, "oracle": None})
+    jobs = planned_jobs(snakemake(workflow_copy, "-n", "--configfile", write_config(workflow_copy, config)))
+    assert jobs["unlearn"] == 1 + 3  # do_nothing on the base shard; the oracle draw on 3 held-out shards
+    assert jobs["train_oracle"] == 1 + 3  # scored and held-out only: nothing is chosen, no selection oracles
+    assert "select_run" not in jobs

@@ -75,6 +75,7 @@ def validate(config: dict, schema_path: str | os.PathLike, import_plugins: bool 
     schema = load_schema(schema_path)
     coerce_strings(config, schema)
     _check_schema(config, schema)
+    _fill_derived_defaults(config)
     for check in CROSS_KEY_CHECKS:
         check(config, schema)
     _check_published_sources(config)
@@ -198,6 +199,12 @@ def _coerce(value, node: dict, root: dict):
                 value[:] = [_coerce(item, b["items"], root) for item in value]
                 break
     return value
+
+
+def _fill_derived_defaults(config: dict) -> None:
+    """Defaults that depend on other keys (the schema's defaults are constants)."""
+    # the same estimator and sample size on both samples: their gap is then the winner's curse alone
+    config["selection"].setdefault("n_models", config["n_models"])
 
 
 def _sort_keys(value) -> None:
@@ -371,6 +378,8 @@ def _check_ulira(config: dict, schema: dict) -> None:
     for name, entry in ulira["methods"].items():
         if name not in built_in or name in ("dm_matching", "dm_direct"):
             raise ConfigError(f"config key ulira.methods.{name}: not available for U-LiRA")
+        if _registry_kind(name, config.get("plugins")) == "retrain":
+            raise ConfigError(f"config key ulira.methods.{name}: a retraining from scratch is not available for U-LiRA")
         if name == "oracle_matching":
             raise ConfigError("config key ulira.methods.oracle_matching: needs oracles per request; not available")
         _check_schema(entry, {"$defs": schema["$defs"], **built_in[name]}, ("ulira", "methods", name))
@@ -568,6 +577,12 @@ def _check_published_sources(config: dict) -> None:
             )
 
 
+def _registry_kind(method: str, plugins: dict | None) -> str:
+    from .methods import lookup
+
+    return lookup(method, plugins).kind
+
+
 # grid -----------------------------------------------------------------------------------------------
 
 
@@ -599,6 +614,16 @@ def snapshot_epochs(methods: dict, method: str) -> list[int]:
     return sorted(set((methods[method] or {}).get(SNAPSHOT_KEY, [0])))
 
 
+def run_snapshot_epochs(config: dict, method: str, hyperparameters: dict) -> list[int]:
+    """Snapshot epochs of one grid point: the method's ``epochs``; for a retraining from scratch (registry
+    kind ``retrain``) the one loop epoch its compressed schedule ends in."""
+    if _registry_kind(method, config.get("plugins")) == "retrain":
+        from .compressed_schedule import last_epoch
+
+        return [last_epoch(hyperparameters["budget"], config["train"]["epochs"])]
+    return snapshot_epochs(config["methods"], method)
+
+
 # shards -----------------------------------------------------------------------------------------------
 
 
@@ -606,32 +631,73 @@ def chunks(start: int, stop: int, size: int) -> list[tuple[int, int]]:
     return [(i, min(i + size, stop)) for i in range(start, stop, size)]
 
 
+def selection_size(config: dict) -> int:
+    """S, the size of the selection sample (base models and oracles per forget set that choose the runs)."""
+    return config["selection"]["n_models"]
+
+
 def base_shards(config: dict) -> list[tuple[int, int]]:
-    """Model-index ranges of the base-model shards."""
-    return chunks(0, config["n_models"], config["models_per_job"])
+    """Model-index ranges of the base-model shards: the report sample [0, N) first, then the selection
+    sample [N, N+S) (models of the same family, so their seeds follow from their index alone).
+
+    A shard never mixes the two samples, so either is read without the other.
+    """
+    n, s, k = config["n_models"], selection_size(config), config["models_per_job"]
+    return chunks(0, n, k) + chunks(n, n + s, k)
+
+
+def report_base_shards(config: dict) -> list[int]:
+    return [i for i, (start, _) in enumerate(base_shards(config)) if start < config["n_models"]]
+
+
+def selection_base_shards(config: dict) -> list[int]:
+    return [i for i, (start, _) in enumerate(base_shards(config)) if start >= config["n_models"]]
 
 
 def oracle_shards(config: dict) -> list[tuple[int, int]]:
-    """Model-index ranges of oracle shards: scored oracles [0, N) first, then held-out ones [N, N+H).
+    """Model-index ranges of oracle shards: scored oracles [0, N) first, then held-out ones [N, N+H), then
+    the selection oracles [N+H, N+H+S).
 
-    A shard never mixes the two, so held-out oracles can be read without the scored ones.
+    A shard never mixes two of these families, so each is read without the others: runs are chosen
+    against the selection oracles, reported against the scored ones, and the held-out ones (the `oracle`
+    method, oracle matching's targets) are never scored against.
     """
-    n, h, k = config["n_models"], config["n_holdout_oracles"], config["models_per_job"]
-    return chunks(0, n, k) + chunks(n, n + h, k)
+    n, h, s, k = config["n_models"], config["n_holdout_oracles"], selection_size(config), config["models_per_job"]
+    return chunks(0, n, k) + chunks(n, n + h, k) + chunks(n + h, n + h + s, k)
+
+
+def _oracle_shards_in(config: dict, start: int, stop: int) -> list[int]:
+    return [i for i, (first, _) in enumerate(oracle_shards(config)) if start <= first < stop]
 
 
 def scored_oracle_shards(config: dict) -> list[int]:
-    return [i for i, (start, _) in enumerate(oracle_shards(config)) if start < config["n_models"]]
+    return _oracle_shards_in(config, 0, config["n_models"])
 
 
 def holdout_oracle_shards(config: dict) -> list[int]:
-    return [i for i, (start, _) in enumerate(oracle_shards(config)) if start >= config["n_models"]]
+    n = config["n_models"]
+    return _oracle_shards_in(config, n, n + config["n_holdout_oracles"])
+
+
+def selection_oracle_shards(config: dict) -> list[int]:
+    n, h = config["n_models"], config["n_holdout_oracles"]
+    return _oracle_shards_in(config, n + h, n + h + selection_size(config))
 
 
 def pool_shards(config: dict) -> list[tuple[int, int]]:
     """Model-index ranges of the pool's shards (none without a pool)."""
     pool = config.get("pool")
     return chunks(0, pool["n_models"], config["models_per_job"]) if pool else []
+
+
+def pool_cost(config: dict, n_train: int) -> float:
+    """Training the pool, in base-training runs: M models x their n_train // 2 points x the recipe's epochs,
+    over n_train x epochs. Paid once, shared by every forget set and unlearned model the pool serves."""
+    pool = config.get("pool")
+    if not pool:
+        return 0.0
+    epochs = pool.get("train", config["train"])["epochs"] / config["train"]["epochs"]
+    return pool["n_models"] * (n_train // 2) / n_train * epochs
 
 
 def forget_set_seed(entry: dict) -> int:

@@ -116,13 +116,24 @@ class HubAssets:
 
 
 def imported_oracle_shards(config: dict) -> list[int]:
-    """Oracle shards whose margins come from published files (``import.oracle_shards``)."""
+    """Oracle shards whose margins come from published files (``import.oracle_shards``): the scored ones,
+    or with ``all`` the held-out ones too. The selection oracles are always trained here: the published
+    oracles of a forget set are the scored and held-out families (EasyDUB: 200 per set)."""
     which = config["import"].get("oracle_shards", "all")
     if which == "none":
         return []
     if which == "scored":
         return plan.scored_oracle_shards(config)
-    return list(range(len(plan.oracle_shards(config))))
+    return plan.scored_oracle_shards(config) + plan.holdout_oracle_shards(config)
+
+
+def used_base_shards(config: dict) -> list[int]:
+    """Base shards a run reads: the report sample's, and the selection sample's when a method selects."""
+    from .selection import selects
+
+    if any(selects(config, m) for m in config["methods"]):
+        return list(range(len(plan.base_shards(config))))
+    return plan.report_base_shards(config)
 
 
 def hub_assets(config: dict) -> HubAssets | None:
@@ -133,9 +144,10 @@ def hub_assets(config: dict) -> HubAssets | None:
     layout = LAYOUTS[layout_name(imports)]
     base = imports["base"]
     base_shards = plan.base_shards(config)
-    weights = {s: [layout.base_weights(i) for i in range(*r)] for s, r in enumerate(base_shards)}
+    used = used_base_shards(config)
+    weights = {s: [layout.base_weights(i) for i in range(*base_shards[s])] for s in used}
     margins = (
-        {s: [layout.base_margins(i) for i in range(*r)] for s, r in enumerate(base_shards)}
+        {s: [layout.base_margins(i) for i in range(*base_shards[s])] for s in used}
         if layout.base_margins
         else {}
     )

@@ -199,7 +199,11 @@ def unlearn_shard(
         oracles = ModelStack.concat([ModelStack.load(p, dev) for p in matching_oracles]) if matching_oracles else None
         start = time.perf_counter()
         targets = {"forget_logit_effect": effect["logit_effect"]} if effect is not None else None
-        result = unlearn_stack(build, hyperparameters, snapshot_epochs, ModelStack.load(weights, dev),
+        models = ModelStack.load(weights, dev)
+        if entry.kind == "retrain":  # from scratch: fresh models of the base models' architecture and indices
+            models = ModelStack.initialise(models.arch, models.num_classes, models.in_channels, seeds,
+                                           models.model_index, dev)
+        result = unlearn_stack(build, hyperparameters, snapshot_epochs, models,
                                load_splits(splits), load_npy(forget_set), seeds, oracles, models_per_batch, dev,
                                targets=targets)
         log.info("%s %s: %d models, %d snapshots in %.1f s", method, hyperparameters, len(result["model_index"]),
@@ -313,10 +317,72 @@ def stack_tables(paths: list[str], keys: list[dict], first: list[str], order: li
 
 
 def summarize(stats: list[str], epsilon: list[str], keys: list[dict], out_csv: str, out_parquet: str,
-              out_epsilon: str) -> None:
-    """The KLOM summary (CSV and Parquet) and the ε summary, one row per run, snapshot (and group)."""
-    ids = ["dataset", "model", "forget_set", "method", "run", "epoch"]
+              out_epsilon: str, selections: list[str] = (), fixed_selections: list[dict] = (),
+              rule: str = "average_95", methods: dict | None = None, descriptions: dict | None = None) -> None:
+    """The KLOM summary (CSV and Parquet) and the ε summary, one row per run, sample, snapshot (and group).
+
+    ``keys`` tag each score with its dataset, model, forget set, method, run and ``sample`` (``selection`` or
+    ``report``). ``selections`` (JSON of the ``select_run`` checkpoints) and ``fixed_selections`` (methods with
+    one candidate) name each method's reported run; ``methods``: per method its ``role`` and ``pool_cost``;
+    ``descriptions``: per forget set its description. See :func:`annotate` for the columns added.
+    """
+    from .selection import read_selection
+
+    ids = ["dataset", "model", "forget_set", "method", "run", "sample", "epoch"]
+    keys = [{"sample": "report", **key} for key in keys]  # scores without a sample were reported directly
     table = stack_tables(stats, keys, ids + ["group", "n_points", "n_models"], ids + ["group"])
+    chosen = [c for path in selections for c in read_selection(path)] + list(fixed_selections)
+    table = annotate(table, chosen, rule, methods or {}, descriptions or {})
     save_table(out_csv, table)
     save_table(out_parquet, table)
     save_table(out_epsilon, stack_tables(epsilon, keys, ids, ids))
+
+
+def annotate(table, chosen: list[dict], rule: str, methods: dict, descriptions: dict):
+    """Columns of the protocol on a stacked score table (one row per run, sample, epoch and group):
+
+    - ``average_95`` (mean of the three groups' P95) and ``selection_value`` (the value of ``rule``, named in
+      ``selection_rule``) of the row's run, sample and epoch;
+    - ``selected``: the row's run and epoch is its method's reported run (``chosen``: ``{method,
+      forget_set, run, epoch}``); ``n_candidates``: runs x snapshots the method had to choose from;
+    - ``role`` and ``pool_cost`` of the method (``methods``), ``forget_set_description``;
+    - the ``oracle`` role's ``relative_cost`` is one training on the retain set (its models are retrained,
+      not unlearned): retain points / train points.
+    """
+    import numpy as np
+
+    from .selection import RULE_STAT, rule_value, wide
+
+    run = ["forget_set", "method", "run", "sample", "epoch"]
+    values = wide(table, run)
+    values["average_95"] = rule_value(values[f"forget_{RULE_STAT}"], values[f"retain_{RULE_STAT}"],
+                                      values[f"val_{RULE_STAT}"], "average_95")
+    values["selection_value"] = rule_value(values[f"forget_{RULE_STAT}"], values[f"retain_{RULE_STAT}"],
+                                           values[f"val_{RULE_STAT}"], rule)
+    table = table.merge(values[run + ["average_95", "selection_value"]], on=run, how="left")
+    table["selection_rule"] = rule
+    picks = {(str(c["forget_set"]), str(c["method"])): (str(c["run"]), int(c["epoch"])) for c in chosen}
+    key = list(zip(table["forget_set"], table["method"]))
+    table["selected"] = [picks.get(k) == (r, int(e)) for k, r, e in zip(key, table["run"], table["epoch"])]
+    table = table.join(_candidate_counts(table), on=["forget_set", "method"])
+    facts = {m: methods.get(m, {}) for m in table["method"].unique()}
+    table["role"] = table["method"].map(lambda m: facts[m].get("role", "unlearning"))
+    table["pool_cost"] = table["method"].map(lambda m: float(facts[m].get("pool_cost", 0.0)))
+    table["forget_set_description"] = table["forget_set"].map(lambda f: str(descriptions.get(f, "")))
+    oracle = table["role"] == "oracle"
+    if oracle.any():
+        points = table.pivot_table(index=run, columns="group", values="n_points", aggfunc="first")
+        share = (points["retain"] / (points["retain"] + points["forget"])).rename("_retrained")
+        table = table.join(share, on=run)
+        table.loc[oracle, "relative_cost"] = table.loc[oracle, "_retrained"].to_numpy(np.float64)
+        table = table.drop(columns="_retrained")
+    return table
+
+
+def _candidate_counts(table):
+    """``n_candidates`` per forget set and method: distinct (run, epoch) on its selection sample, or on its
+    report sample when it has none (a single candidate, or the retrain curve's budgets)."""
+    group = ["forget_set", "method"]
+    has_selection = table.groupby(group)["sample"].transform(lambda s: (s == "selection").any())
+    pool = table[(table["sample"] == "selection") | ~has_selection]
+    return pool.drop_duplicates(group + ["run", "epoch"]).groupby(group).size().rename("n_candidates")

@@ -58,14 +58,20 @@ def estimate(config: dict, spec) -> SizeEstimate:
     points = n_train + n_val
     pool = (config.get("pool") or {}).get("n_models", 0)
     base, holdout = _shards(n, per_job), _shards(held_out, per_job)
+    selection = _shards((config.get("selection") or {}).get("n_models", n), per_job)
     pool_shards = _shards(pool, per_job)
 
-    # (jobs, key): training and margins of every family, unlearning and scoring per method, U-LiRA per pool shard
-    terms = [(2 * (base + n_sets * (base + holdout)), "n_models"), (2 * pool_shards + n_sets + 1, "pool.n_models")]
+    # (jobs, key): training and margins of every family (report, held-out and selection samples), unlearning
+    # and scoring per method (every candidate on the selection sample, then the chosen run on the report
+    # sample; a method without a choice only there), U-LiRA per pool shard
+    terms = [(2 * (base + selection + n_sets * (base + holdout + selection)), "n_models"),
+             (2 * pool_shards + n_sets + 1, "pool.n_models")]
     for name, entry in config["methods"].items():
         runs, shards = grid_size(entry), (holdout if name == "oracle" else base)
         key = f"methods.{name}" if runs >= shards else ("n_holdout_oracles" if name == "oracle" else "n_models")
-        terms.append((runs * n_sets * (shards + 1), key))
+        chosen_from = runs * snapshots(entry) > 1 and name != "oracle"
+        jobs = runs * n_sets * (selection + 1) + n_sets * (shards + 1) if chosen_from else runs * n_sets * (shards + 1)
+        terms.append((jobs, key))
     ulira = config.get("ulira") or {}
     for name, entry in (ulira.get("methods") or {}).items():
         runs = grid_size(entry)

@@ -2,8 +2,11 @@
 
 Figure builders take tables and arrays and return a :class:`matplotlib.figure.Figure` (no pyplot, no
 global state, rendered with Agg); ``plot_*`` job functions read artefacts, build a figure and write it
-atomically as PNG. Optional summary columns are used when present: confidence bounds ``p95_low`` /
-``p95_high`` become error bars.
+atomically as PNG. The figures follow the table (:mod:`unlearnbench.summary_md`): bars and margin
+histograms show each method's reported run (chosen on the selection sample by the configured rule,
+scored on the report sample); the trade-off figure shows every candidate on the selection sample, marks
+the chosen run and its reported value, and draws the retrain baseline as a line against cost. Optional
+summary columns are used when present: confidence bounds ``p95_low`` / ``p95_high`` become error bars.
 """
 
 from __future__ import annotations
@@ -19,22 +22,31 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .summary_md import (GROUPS, REFERENCE_METHODS, best_runs, ci_columns, forget_set_order, method_order, normalise,
-                         wide)
+from .selection import GROUPS, wide
+from .summary_md import (ci_columns, forget_set_order, forget_set_title, headline_runs, method_order, normalise,
+                         roles, selection_rule, with_protocol)
 
 MARKERS = "osD^vP*Xph<>"
 GROUP_COLOURS = {"forget": "#d62728", "retain": "#1f77b4", "val": "#2ca02c"}
-REFERENCE_COLOURS = {"do_nothing": "#7f7f7f", "oracle": "#000000"}
-_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
+ROLE_COLOURS = {"no_unlearning": "#7f7f7f", "oracle": "#000000", "retrain": "#8c564b"}
+_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#e377c2", "#bcbd22", "#17becf"]
 DPI = 110
 
 
-def method_colours(methods: Sequence[str]) -> dict[str, str]:
-    """A stable colour per method: grey for do_nothing, black for oracle, the palette for the rest."""
+def text(value) -> str:
+    """A user string as literal figure text (``$`` would start matplotlib's mathtext)."""
+    return str(value).replace("$", r"\$")
+
+
+def method_colours(methods: Sequence[str], role_of: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A stable colour per method: grey for the upper bound, black for the oracle, brown for the retrain
+    baseline, the palette for the rest."""
+    role_of = role_of or {}
     colours, i = {}, 0
-    for method in method_order(methods):
-        if method in REFERENCE_COLOURS:
-            colours[method] = REFERENCE_COLOURS[method]
+    for method in method_order(methods, role_of or None):
+        role = role_of.get(method) or {"do_nothing": "no_unlearning", "oracle": "oracle"}.get(method, "unlearning")
+        if role in ROLE_COLOURS:
+            colours[method] = ROLE_COLOURS[role]
         else:
             colours[method] = _PALETTE[i % len(_PALETTE)]
             i += 1
@@ -49,21 +61,6 @@ def short_run_labels(runs: Sequence[str]) -> dict[str, str]:
     return {r: "_".join(p for p in pairs[r] if p not in common) for r in runs}
 
 
-def pareto_frontier(costs, values) -> tuple[np.ndarray, np.ndarray]:
-    """The lowest value reachable at each cost or less: the points where the running minimum improves."""
-    costs, values = np.asarray(costs, float), np.asarray(values, float)
-    keep = np.isfinite(costs) & np.isfinite(values)
-    order = np.lexsort((values[keep], costs[keep]))
-    x, y = costs[keep][order], values[keep][order]
-    best, xs, ys = np.inf, [], []
-    for c, v in zip(x, y):
-        if v < best:
-            best = v
-            xs.append(c)
-            ys.append(v)
-    return np.asarray(xs), np.asarray(ys)
-
-
 def _ci_err(rows: pd.DataFrame, column: str) -> np.ndarray | None:
     low, high = f"{column}_low", f"{column}_high"
     if low not in rows or high not in rows:
@@ -73,119 +70,180 @@ def _ci_err(rows: pd.DataFrame, column: str) -> np.ndarray | None:
     return np.where(np.isfinite(err), np.clip(err, 0, None), 0)
 
 
-def tradeoff_figure(summary: pd.DataFrame, forget_set: str, stat: str = "p95") -> Figure:
-    """Forget / retain / val ``stat`` against relative cost for every method, grid point and snapshot.
+def _panels(rule: str, stat: str) -> list[tuple[str, str]]:
+    """(column of the wide table, panel title): the three groups, then the value the rule ranks by."""
+    return [(f"{g}_{stat}", f"{g} {stat.upper()}") for g in GROUPS] + [("selection_value", rule)]
 
-    Colour = method, marker = grid point (consecutive snapshots of one grid point joined by a thin
-    line, labelled e<epoch>), pale thick step line = the method's frontier (lowest value at that cost
-    or less), dotted horizontal lines = do_nothing and oracle (cost 0). Red rings mark snapshots in
-    which models diverged.
+
+def tradeoff_figure(summary: pd.DataFrame, forget_set: str, stat: str = "p95", cost_scale: str = "log") -> Figure:
+    """Forget / retain / val ``stat`` and the selection rule's value against relative cost, on one forget set.
+
+    Colour = method. Small faded markers: every grid point and snapshot on the selection sample (marker =
+    grid point, snapshots of a grid point joined by a thin line); a ringed large marker: the chosen run on
+    the selection sample, joined by a dashed line to its value on the report sample (filled large marker,
+    what the table reports; the drop is the optimism). The retrain baseline: a line over its budgets (report
+    sample). ``oracle`` at its cost (one retraining); ``do_nothing`` and other cost-0 methods as horizontal
+    lines. Red rings: snapshots in which models diverged. ``cost_scale``: ``log`` or ``linear``.
     """
-    table = wide(summary, stat)
-    table = table[table["forget_set"] == str(forget_set)]
-    methods = method_order(table["method"])
-    colours = method_colours(methods)
-    fig = Figure(figsize=(15, 5), layout="constrained")
-    axes = fig.subplots(1, len(GROUPS), sharex=True)
+    summary = with_protocol(normalise(summary))
+    summary = summary[summary["forget_set"] == str(forget_set)]
+    rule = selection_rule(summary)
+    role_of = roles(summary)
+    keys = ["method", "run", "sample", "epoch"]
+    table = wide(summary, keys, stat)
+    table = table.merge(summary.groupby(keys, sort=False)[["selection_value", "selected", "pool_cost"]
+                                                          if "pool_cost" in summary else
+                                                          ["selection_value", "selected"]].first().reset_index(),
+                        on=keys)
+    methods = method_order(table["method"], role_of)
+    colours = method_colours(methods, role_of)
+    log = cost_scale == "log"
+    panels = _panels(rule, stat)
+    fig = Figure(figsize=(19, 5), layout="constrained")
+    axes = fig.subplots(1, len(panels), sharex=True)
     handles: list = []
-    for g, (group, ax) in enumerate(zip(GROUPS, axes)):
-        column = f"{group}_{stat}"
+    positive = table["relative_cost"][table["relative_cost"] > 0]
+    for p, ((column, title), ax) in enumerate(zip(panels, axes)):
         for method in methods:
-            rows = table[table["method"] == method].sort_values(["run", "epoch"])
-            colour = colours[method]
-            labels = short_run_labels(rows["run"])
-            if method in REFERENCE_METHODS and (rows["relative_cost"].fillna(0) == 0).all():
-                for value in rows[column]:
-                    ax.axhline(value, color=colour, ls=":", lw=1.2)
-            for i, (run, sub) in enumerate(rows.groupby("run", sort=True)):
-                sub = sub.sort_values("epoch")
-                marker = MARKERS[i % len(MARKERS)]
-                x, y = sub["relative_cost"].to_numpy(float), sub[column].to_numpy(float)
-                if len(sub) > 1:
-                    ax.plot(x, y, color=colour, lw=0.8, alpha=0.5)
-                err = _ci_err(sub, column)
-                if err is not None:
-                    ax.errorbar(x, y, yerr=err, fmt="none", ecolor=colour, alpha=0.6, lw=0.8)
-                ax.scatter(x, y, color=colour, marker=marker, s=36, edgecolors="white", linewidths=0.5, zorder=3)
-                if len(sub) > 1:
-                    for xi, yi, epoch in zip(x, y, sub["epoch"]):
-                        ax.annotate(f"e{epoch}", (xi, yi), xytext=(4, 3), textcoords="offset points",
-                                    fontsize=7, color=colour)
-                bad = sub["diverged"].to_numpy() > 0
-                if bad.any():
-                    ax.scatter(x[bad], y[bad], facecolors="none", edgecolors="red", s=110, linewidths=1.2, zorder=4)
-                if g == 0:
-                    label = method + (f" {labels[run]}" if labels[run] else "")
-                    handles.append(Line2D([], [], color=colour, marker=marker, ls="", label=label))
-            if rows["run"].nunique() * rows["epoch"].nunique() > 1:
-                fx, fy = pareto_frontier(rows["relative_cost"], rows[column])
-                if len(fx):
-                    fx = np.append(fx, table["relative_cost"].max())
-                    fy = np.append(fy, fy[-1])
-                    ax.step(fx, fy, where="post", color=colour, lw=2, alpha=0.35)
-        ax.set_title(f"{group} {stat.upper()}")
+            rows = table[table["method"] == method]
+            colour, role = colours[method], role_of.get(method, "unlearning")
+            report = rows[rows["sample"] == "report"].sort_values(["relative_cost", "run"])
+            candidates = rows[rows["sample"] == "selection"]
+            label, grid_handles = text(method), []
+            if "pool_cost" in rows and rows["pool_cost"].fillna(0).max() > 0:
+                label += f" (+ pool {rows['pool_cost'].max():.3g})"
+            if role == "retrain":
+                x, y = report["relative_cost"].to_numpy(float), report[column].to_numpy(float)
+                ax.plot(x, y, color=colour, lw=2, marker="o", ms=6, zorder=3)
+                oracle = table[(table["method"].map(role_of) == "oracle") & (table["sample"] == "report")]
+                if len(x) and len(oracle):  # budget 1 is the oracle: the curve's end
+                    ax.plot([x[-1], oracle["relative_cost"].iloc[0]], [y[-1], oracle[column].iloc[0]], color=colour,
+                            lw=1.2, ls=":", zorder=2)
+                for xi, yi, run in zip(x, y, report["run"]):
+                    ax.annotate(text(run.replace("budget~", "")), (xi, yi), xytext=(4, -9), textcoords="offset points",
+                                fontsize=7, color=colour)
+                handle = Line2D([], [], color=colour, lw=2, marker="o", label=f"{label} (budgets)")
+            elif (report["relative_cost"].fillna(0) <= 0).all() and (role != "unlearning" or log):
+                for value in report[column]:  # no cost to place it at (on a log axis): a level to compare with
+                    ax.axhline(value, color=colour, ls=":" if role != "unlearning" else "--", lw=1.4)
+                handle = Line2D([], [], color=colour, ls=":" if role != "unlearning" else "--",
+                                label=f"{label} (cost 0)")
+            else:
+                labels = short_run_labels(candidates["run"])
+                for i, (run, sub) in enumerate(candidates.groupby("run", sort=True)):
+                    sub = sub.sort_values("epoch")
+                    x, y = sub["relative_cost"].to_numpy(float), sub[column].to_numpy(float)
+                    if len(sub) > 1:
+                        ax.plot(x, y, color=colour, lw=0.7, alpha=0.35)
+                    ax.scatter(x, y, color=colour, marker=MARKERS[i % len(MARKERS)], s=18, alpha=0.45,
+                               edgecolors="none", zorder=2)
+                    bad = sub["diverged"].to_numpy() > 0
+                    if bad.any():
+                        ax.scatter(x[bad], y[bad], facecolors="none", edgecolors="red", s=70, linewidths=1.0, zorder=4)
+                    if labels[run]:
+                        grid_handles.append(Line2D([], [], color=colour, marker=MARKERS[i % len(MARKERS)], ls="",
+                                                   alpha=0.5, label=f"   {text(labels[run])}"))
+                chosen = candidates[candidates["selected"].astype(bool)]
+                for _, row in report.iterrows():
+                    x, y = float(row["relative_cost"]), float(row[column])
+                    err = _ci_err(report.loc[[row.name]], column) if column != "selection_value" else None
+                    if err is not None:
+                        ax.errorbar([x], [y], yerr=err, fmt="none", ecolor=colour, lw=1, zorder=3)
+                    ax.scatter([x], [y], color=colour, marker="o", s=80, edgecolors="black", linewidths=1.0, zorder=5)
+                    picked = chosen[(chosen["run"] == row["run"]) & (chosen["epoch"] == row["epoch"])]
+                    for _, c in picked.iterrows():
+                        ax.scatter([c["relative_cost"]], [c[column]], facecolors="none", edgecolors=colour, s=110,
+                                   linewidths=1.4, zorder=5)
+                        ax.plot([c["relative_cost"], x], [c[column], y], color=colour, ls="--", lw=1, zorder=4)
+                    if role == "oracle":
+                        ax.axhline(y, color=colour, ls=":", lw=1.0, alpha=0.6)
+                    if row["diverged"] > 0:
+                        ax.scatter([x], [y], facecolors="none", edgecolors="red", s=150, linewidths=1.2, zorder=6)
+                handle = Line2D([], [], color=colour, marker="o", ls="", markeredgecolor="black", label=label)
+            if p == 0:
+                handles += [handle, *grid_handles]
+        ax.set_title(text(title))
         ax.ticklabel_format(axis="y", useOffset=False)
-        ax.set_xlabel("relative cost (samples / one base training run)")
-        ax.set_ylabel(f"KLOM {stat.upper()} (lower is better)")
-        ax.grid(alpha=0.3)
+        if log and len(positive):
+            ax.set_xscale("log")
+        ax.set_xlabel("relative cost (samples / one base training run)" + (", log scale" if log else ""))
+        ax.set_ylabel(f"KLOM {stat.upper()} (lower is better)" if column != "selection_value"
+                      else f"{rule} (what the run was chosen by)")
+        ax.grid(alpha=0.3, which="both" if log else "major")
+    handles += [
+        Line2D([], [], marker="o", ls="", color="0.5", alpha=0.45, markersize=5,
+               label="every run on the selection sample"),
+        Line2D([], [], marker="o", ls="", markerfacecolor="none", markeredgecolor="0.3", markersize=9,
+               label="chosen there by " + rule),
+        Line2D([], [], marker="o", ls="--", color="0.3", markeredgecolor="black", markersize=8,
+               label="its value on the report sample (reported)"),
+    ]
     if (table["diverged"] > 0).any():
         handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="none", markeredgecolor="red",
                               label="models diverged"))
-    handles.append(Line2D([], [], color="grey", lw=2, alpha=0.35, label="frontier (best at this cost or less)"))
     fig.legend(handles=handles, loc="outside right upper", fontsize="small", title="method, grid point")
-    fig.suptitle(f"Forget set {forget_set}: KLOM {stat.upper()} against relative cost, every grid point and snapshot")
+    title = forget_set_title(str(forget_set), summary)
+    fig.suptitle(textwrap.fill(text(f"{title}: KLOM {stat.upper()} against relative cost; runs chosen by {rule} on "
+                                    "the selection sample, reported on the report sample"), 130))
     return fig
 
 
 def group_bars_figure(summary: pd.DataFrame, stat: str = "p95") -> Figure:
-    """Per forget set, the forget / retain / val ``stat`` of each method's best run as grouped bars,
-    with confidence intervals as error bars when the summary has ``<stat>_low`` / ``<stat>_high``."""
-    best = best_runs(summary, stat)
-    forget_sets = forget_set_order(best["forget_set"])
-    ncols = min(3, len(forget_sets))
-    nrows = -(-len(forget_sets) // ncols)
-    n_methods = best["method"].nunique()
-    fig = Figure(figsize=(max(5.0, 1.1 * n_methods + 1.5) * ncols, 4.5 * nrows), layout="constrained")
+    """Per forget set, the forget / retain / val ``stat`` of each method's reported run as grouped bars, with
+    confidence intervals as error bars when the summary has ``<stat>_low`` / ``<stat>_high`` (the retrain
+    baseline, reported at every budget, is in the trade-off figures)."""
+    rows_all = headline_runs(summary, stat)
+    rule = selection_rule(summary)
+    forget_sets = forget_set_order(rows_all["forget_set"])
+    ncols = max(1, min(3, len(forget_sets)))
+    nrows = max(1, -(-len(forget_sets) // ncols))
+    n_methods = rows_all["method"].nunique()
+    fig = Figure(figsize=(max(5.0, 1.1 * n_methods + 1.5) * ncols, 4.8 * nrows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     width = 0.27
     for ax, fs in zip(axes, forget_sets):
-        rows = best[best["forget_set"] == fs]
+        rows = rows_all[rows_all["forget_set"] == fs]
         x = np.arange(len(rows))
         for k, group in enumerate(GROUPS):
             column = f"{group}_{stat}"
             ax.bar(x + (k - 1) * width, rows[column].to_numpy(float), width, color=GROUP_COLOURS[group],
                    yerr=_ci_err(rows, column), capsize=2, error_kw={"lw": 0.8})
-        ax.set_xticks(x, rows["method"], rotation=30, ha="right")
-        ax.set_title(f"Forget set {fs}")
-        ax.set_ylabel(f"KLOM {stat.upper()} of the best run")
+        ax.set_xticks(x, [text(m) for m in rows["method"]], rotation=30, ha="right")
+        ax.set_title(textwrap.fill(text(forget_set_title(fs, rows)), 60))
+        ax.set_ylabel(f"KLOM {stat.upper()} of the reported run")
         ax.grid(axis="y", alpha=0.3)
     for ax in axes[len(forget_sets):]:
         ax.set_visible(False)
     ci = " (bars: bootstrap CI)" if ci_columns(normalise(summary), stat) else ""
     fig.legend(handles=[Patch(color=GROUP_COLOURS[g], label=g) for g in GROUPS], loc="outside right upper")
-    fig.suptitle(f"KLOM {stat.upper()} per group, best run per method (lowest forget {stat.upper()}){ci}")
+    fig.suptitle(textwrap.fill(f"KLOM {stat.upper()} per group of each method's run chosen by {rule} on the "
+                               f"selection sample, reported on the report sample{ci}", 50 * ncols))
     return fig
 
 
 def klom_epochs_figure(curves: Sequence[Mapping], masks: Mapping[str, np.ndarray], forget_set: str,
-                       q: float = 95) -> Figure:
-    """Per-point KLOM over the snapshot epochs of each method's best run, per group.
+                       q: float = 95, title: str | None = None, rule: str = "average_95") -> Figure:
+    """Per-point KLOM over the snapshot epochs of each method's chosen grid point, per group.
 
-    ``curves``: one mapping per method with ``method``, ``run``, ``epochs [S]`` and ``klom [S, P]``.
-    Line = the ``q``-th percentile over the group's points, band = median to that percentile. Methods
-    with a single snapshot (do_nothing, oracle) are dotted horizontal references.
+    ``curves``: one mapping per method with ``method``, ``run``, ``epochs [S]`` and ``klom [S, P]`` (the
+    grid point's scores on the sample it was chosen on, at every snapshot), optionally ``role``, ``chosen``
+    (the reported epoch) and ``reported`` (``{group: value}`` on the report sample, drawn as a star at the
+    chosen epoch). Line = the ``q``-th percentile over the group's points, band = median to that
+    percentile. Methods with a single snapshot (do_nothing, oracle) are dotted horizontal references.
     """
-    colours = method_colours([c["method"] for c in curves])
+    role_of = {c["method"]: c.get("role") for c in curves if c.get("role")}
+    colours = method_colours([c["method"] for c in curves], role_of)
+    order = method_order([c["method"] for c in curves], role_of or None)
     fig = Figure(figsize=(15, 4.8), layout="constrained")
     axes = fig.subplots(1, len(GROUPS), sharex=True)
     all_epochs = np.concatenate([np.asarray(c["epochs"]) for c in curves]) if curves else np.zeros(1)
     for group, ax in zip(GROUPS, axes):
         mask = np.asarray(masks[group], bool)
-        for c in sorted(curves, key=lambda c: method_order([x["method"] for x in curves]).index(c["method"])):
+        for c in sorted(curves, key=lambda c: order.index(c["method"])):
             scores = np.asarray(c["klom"], float)[:, mask]
             epochs = np.asarray(c["epochs"])
             colour = colours[c["method"]]
-            label = f"{c['method']} ({c['run']})" if c["run"] != "default" else c["method"]
+            label = text(f"{c['method']} ({c['run']})" if c["run"] != "default" else c["method"])
             if scores.shape[1] == 0:
                 continue
             top = np.percentile(scores, q, axis=1)
@@ -196,14 +254,27 @@ def klom_epochs_figure(curves: Sequence[Mapping], masks: Mapping[str, np.ndarray
                 continue
             ax.plot(epochs, top, color=colour, marker="o", lw=1.5, label=label)
             ax.fill_between(epochs, mid, top, color=colour, alpha=0.15, lw=0)
+            if c.get("chosen") is not None:
+                at = int(np.flatnonzero(epochs == c["chosen"])[0]) if (epochs == c["chosen"]).any() else None
+                if at is not None:
+                    ax.scatter([epochs[at]], [top[at]], facecolors="none", edgecolors=colour, s=110, zorder=4)
+                reported = (c.get("reported") or {}).get(group)
+                if reported is not None and np.isfinite(reported):
+                    ax.scatter([c["chosen"]], [reported], marker="*", color=colour, edgecolors="black", s=160,
+                               zorder=5)
         ax.set_title(f"{group} points")
         ax.set_xlabel("snapshot epoch")
         ax.set_ylabel(f"KLOM (line: P{q:g}, band: median to P{q:g})")
         ax.set_xlim(min(0, all_epochs.min()) - 0.2, max(1, all_epochs.max()) + 0.2)
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", fontsize="small", title="method (best run)")
-    fig.suptitle(f"Forget set {forget_set}: KLOM over snapshot epochs, best run per method")
+    handles += [Line2D([], [], marker="o", ls="", markerfacecolor="none", markeredgecolor="0.3", markersize=9),
+                Line2D([], [], marker="*", ls="", color="0.5", markeredgecolor="black", markersize=11)]
+    labels += [f"chosen by {rule} (selection sample)", "reported (report sample)"]
+    fig.legend(handles, labels, loc="outside right upper", fontsize="small", title="method (chosen grid point)")
+    fig.suptitle(textwrap.fill(text(f"{title or f'Forget set {forget_set}'}: KLOM over snapshot epochs of each "
+                                    "method's chosen grid point on the selection sample (stars: the reported "
+                                    "value)"), 100))
     return fig
 
 
@@ -216,18 +287,19 @@ def worst_points(klom_row: np.ndarray, mask: np.ndarray, k: int = 3) -> np.ndarr
 
 
 def margins_figure(points: Sequence[int], oracle: np.ndarray, panels: Sequence[Mapping], forget_set: str,
-                   n_train: int, clip: Sequence[float] | None = None) -> Figure:
+                   n_train: int, clip: Sequence[float] | None = None, title: str | None = None) -> Figure:
     """Margin histograms of unlearned vs oracle models on a few points.
 
     ``oracle``: scored oracle margins ``[N, P]``. ``panels``: one mapping per method with ``method``,
-    ``run``, ``epoch``, ``margins [M, P]`` (that snapshot) and ``klom [P]``. Rows = points, columns =
-    methods; non-finite margins (diverged models) are left out and counted in the panel. ``clip``:
-    margins are clipped to it first, as KLOM does (``klom.clip``).
+    ``run``, ``epoch``, ``margins [M, P]`` (that snapshot) and ``klom [P]`` (optionally ``role``). Rows =
+    points, columns = methods; non-finite margins (diverged models) are left out and counted in the panel.
+    ``clip``: margins are clipped to it first, as KLOM does (``klom.clip``).
     """
     if clip is not None:
         oracle = np.clip(oracle, *clip)
         panels = [{**p, "margins": np.clip(p["margins"], *clip)} for p in panels]
-    colours = method_colours([p["method"] for p in panels])
+    colours = method_colours([p["method"] for p in panels], {p["method"]: p.get("role") for p in panels
+                                                              if p.get("role")})
     nrows, ncols = max(1, len(points)), max(1, len(panels))
     fig = Figure(figsize=(max(5.0, 3.1 * ncols + 1), 2.5 * nrows + 1), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -254,7 +326,7 @@ def margins_figure(points: Sequence[int], oracle: np.ndarray, panels: Sequence[M
                 run = "" if panel["run"] == "default" else "\n" + textwrap.fill(
                     " ".join(re.findall(r"[A-Za-z][A-Za-z0-9_]*~[^_]+", panel["run"]) or [panel["run"]])
                     + f", epoch {panel['epoch']}", 34)
-                ax.set_title(f"{panel['method']}{run}", fontsize="small")
+                ax.set_title(text(f"{panel['method']}{run}"), fontsize="small")
             if c == 0:
                 ax.set_ylabel(f"{where}\nmodels")
             if r == nrows - 1:
@@ -262,14 +334,14 @@ def margins_figure(points: Sequence[int], oracle: np.ndarray, panels: Sequence[M
     handles = [Patch(color="0.6", alpha=0.6, label="oracle (scored)"),
                Line2D([], [], color="black", lw=1.8, label="unlearned (method colour)")]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize="small")
-    title_margins(fig, forget_set, "do_nothing")
+    title_margins(fig, forget_set, "do_nothing", title)
     return fig
 
 
-def title_margins(fig: Figure, forget_set: str, reference: str) -> None:
-    title = (f"Forget set {forget_set}: margins of unlearned vs oracle models on the forget points "
-             f"{reference} forgets worst")
-    fig.suptitle(textwrap.fill(title, max(40, int(fig.get_figwidth() * 11))))
+def title_margins(fig: Figure, forget_set: str, reference: str, title: str | None = None) -> None:
+    heading = (f"{title or f'Forget set {forget_set}'}: margins of each method's reported run (report sample) vs "
+               f"the scored oracles on the forget points {reference} forgets worst")
+    fig.suptitle(textwrap.fill(text(heading), max(40, int(fig.get_figwidth() * 11))))
 
 
 # job functions -----------------------------------------------------------------------------------------
@@ -289,9 +361,9 @@ def _load_summary(path: str) -> pd.DataFrame:
     return normalise(load_table(path))
 
 
-def _best(summary: pd.DataFrame, forget_set: str, stat: str) -> pd.DataFrame:
-    best = best_runs(summary, stat)
-    return best[best["forget_set"] == str(forget_set)]
+def _headline(summary: pd.DataFrame, forget_set: str, stat: str) -> pd.DataFrame:
+    rows = headline_runs(summary, stat)
+    return rows[rows["forget_set"] == str(forget_set)]
 
 
 def _masks(forget_set_path: str, n_train: int, n_val: int) -> dict[str, np.ndarray]:
@@ -301,8 +373,8 @@ def _masks(forget_set_path: str, n_train: int, n_val: int) -> dict[str, np.ndarr
     return group_masks(load_npy(forget_set_path), n_train, n_val)
 
 
-def plot_tradeoff(summary_csv: str, forget_set: str, out: str, stat: str = "p95") -> None:
-    save_figure(tradeoff_figure(_load_summary(summary_csv), forget_set, stat), out)
+def plot_tradeoff(summary_csv: str, forget_set: str, out: str, stat: str = "p95", cost_scale: str = "log") -> None:
+    save_figure(tradeoff_figure(_load_summary(summary_csv), forget_set, stat, cost_scale), out)
 
 
 def plot_group_bars(summary_csv: str, out: str, stat: str = "p95") -> None:
@@ -321,44 +393,54 @@ def _index(paths: Sequence[str], keys: Sequence[Mapping]) -> dict[tuple[str, str
 
 def plot_klom_epochs(summary_csv: str, forget_set: str, scores: Sequence[str], keys: Sequence[Mapping],
                      forget_set_path: str, n_train: int, n_val: int, out: str, stat: str = "p95") -> None:
-    """KLOM over snapshot epochs of each method's best run (``scores``: klom.npz files, ``keys`` alike)."""
+    """KLOM over snapshot epochs of each method's chosen grid point (``scores``: its klom.npz on the sample
+    it was chosen on, ``keys`` alike: ``{method, run}``), with the reported values."""
     from .storage import load_arrays
 
+    summary = _load_summary(summary_csv)
     index = _index(scores, keys)
     curves = []
-    for _, row in _best(_load_summary(summary_csv), forget_set, stat).iterrows():
+    rows = _headline(summary, forget_set, stat)
+    for _, row in rows.iterrows():
         data = load_arrays(index[(row["method"], row["run"])][0], ("klom", "epochs"))
-        curves.append({"method": row["method"], "run": row["run"], **data})
+        reported = {g: float(row[f"{g}_{stat}"]) for g in GROUPS}
+        curves.append({"method": row["method"], "run": row["run"], "role": row["role"], "chosen": int(row["epoch"]),
+                       "reported": reported, **data})
     q = float(stat[1:]) if stat[1:].replace(".", "").isdigit() else 95.0
-    save_figure(klom_epochs_figure(curves, _masks(forget_set_path, n_train, n_val), forget_set, q), out)
+    title = forget_set_title(str(forget_set), rows)
+    fig = klom_epochs_figure(curves, _masks(forget_set_path, n_train, n_val), forget_set, q, title,
+                             selection_rule(summary))
+    save_figure(fig, out)
 
 
 def plot_margins(summary_csv: str, forget_set: str, scores: Sequence[str], score_keys: Sequence[Mapping],
                  unlearned: Sequence[str], unlearned_keys: Sequence[Mapping], oracles: Sequence[str],
                  forget_set_path: str, n_train: int, n_val: int, out: str, n_points: int = 3,
                  reference: str = "do_nothing", stat: str = "p95", clip: Sequence[float] | None = None) -> None:
-    """Histograms of unlearned (each method's best run, at its best snapshot) vs scored oracle margins on
-    the ``n_points`` forget points with the highest KLOM under ``reference`` (else the first method)."""
+    """Histograms of unlearned (each method's reported run, on the report sample, at its snapshot) vs scored
+    oracle margins on the ``n_points`` forget points with the highest KLOM under ``reference`` (else the first
+    method). ``scores`` / ``unlearned``: the reported runs' klom.npz and unlearned shards, keys alike."""
     from .jobs import MARGINS_REQUIRED, UNLEARNED_REQUIRED
     from .storage import load_arrays
 
-    best = _best(_load_summary(summary_csv), forget_set, stat)
+    rows = _headline(_load_summary(summary_csv), forget_set, stat)
     score_index, shard_index = _index(scores, score_keys), _index(unlearned, unlearned_keys)
     oracle = np.concatenate([load_arrays(p, MARGINS_REQUIRED)["margins"] for p in oracles], axis=0)
     panels = []
-    for _, row in best.iterrows():
+    for _, row in rows.iterrows():
         key = (row["method"], row["run"])
         parts = [load_arrays(p, UNLEARNED_REQUIRED) for p in shard_index[key]]
         s = int(np.flatnonzero(parts[0]["epochs"] == row["epoch"])[0])
         klom = load_arrays(score_index[key][0], ("klom", "epochs"))
         k = int(np.flatnonzero(klom["epochs"] == row["epoch"])[0])
-        panels.append({"method": row["method"], "run": row["run"], "epoch": int(row["epoch"]),
+        panels.append({"method": row["method"], "run": row["run"], "epoch": int(row["epoch"]), "role": row["role"],
                        "margins": np.concatenate([p["margins"][s] for p in parts], axis=0),
                        "klom": klom["klom"][k]})
     masks = _masks(forget_set_path, n_train, n_val)
     ref = next((p for p in panels if p["method"] == reference), panels[0] if panels else None)
     points = worst_points(ref["klom"], masks["forget"], n_points) if ref is not None else np.zeros(0, int)
-    fig = margins_figure([int(p) for p in points], oracle, panels, forget_set, n_train, clip)
+    title = forget_set_title(str(forget_set), rows)
+    fig = margins_figure([int(p) for p in points], oracle, panels, forget_set, n_train, clip, title)
     if ref is not None and ref["method"] != reference:
-        title_margins(fig, forget_set, ref["method"])
+        title_margins(fig, forget_set, ref["method"], title)
     save_figure(fig, out)

@@ -35,32 +35,27 @@ def enabled_optional_tables(config: Mapping) -> dict[str, tuple[str, str]]:
     return enabled
 
 
-def grid_points(method_runs: Mapping[str, Mapping]) -> list[tuple[str, str]]:
-    """(method, run) of every grid point (every forget set has all of them)."""
-    return [(m, r) for m, runs in method_runs.items() for r in runs]
+def score_files(template: str, dataset: str, forget_set: str,
+                runs: Iterable[Mapping[str, str]]) -> tuple[list[str], list[dict[str, str]]]:
+    """A file of each score (``template``: ``.../klom.npz`` with wildcards) of ``runs`` (``{method, run,
+    sample}``), and the ``{method, run}`` keys parallel to it."""
+    runs = list(runs)
+    paths = [template.format(dataset=dataset, method=r["method"], run=r["run"], forget_set=forget_set,
+                             sample=r["sample"]) for r in runs]
+    return paths, [{"method": r["method"], "run": r["run"]} for r in runs]
 
 
-def run_keys(method_runs: Mapping[str, Mapping]) -> list[dict[str, str]]:
-    """``{method, run}`` per grid point, parallel to :func:`klom_paths`."""
-    return [{"method": m, "run": r} for m, r in grid_points(method_runs)]
-
-
-def klom_paths(template: str, dataset: str, method_runs: Mapping[str, Mapping], forget_set: str) -> list[str]:
-    """klom.npz of every grid point of one forget set (``template``: ``.../klom.npz`` with wildcards)."""
-    return [template.format(dataset=dataset, method=m, run=r, forget_set=forget_set)
-            for m, r in grid_points(method_runs)]
-
-
-def unlearned_keys(method_runs: Mapping[str, Mapping], shards: Callable[[str], Iterable[int]]) -> list[dict[str, str]]:
-    """``{method, run}`` per unlearned shard, parallel to :func:`unlearned_paths`."""
-    return [{"method": m, "run": r} for m, r in grid_points(method_runs) for _ in shards(m)]
-
-
-def unlearned_paths(template: str, dataset: str, method_runs: Mapping[str, Mapping], forget_set: str,
-                    shards: Callable[[str], Iterable[int]]) -> list[str]:
-    """Unlearned-margin shards of every grid point of one forget set (``shards(method)``: shard ids)."""
-    return [template.format(dataset=dataset, method=m, run=r, forget_set=forget_set, shard=s)
-            for m, r in grid_points(method_runs) for s in shards(m)]
+def shard_files(template: str, dataset: str, forget_set: str, runs: Iterable[Mapping[str, str]],
+                shards: Callable[[str], Iterable[int]]) -> tuple[list[str], list[dict[str, str]]]:
+    """Unlearned-margin shards of ``runs`` (``{method, run, sample}``; ``shards(method)``: shard ids) and the
+    ``{method, run}`` keys parallel to them."""
+    paths, keys = [], []
+    for r in runs:
+        for shard in shards(r["method"]):
+            paths.append(template.format(dataset=dataset, method=r["method"], run=r["run"], forget_set=forget_set,
+                                         sample=r["sample"], shard=shard))
+            keys.append({"method": r["method"], "run": r["run"]})
+    return paths, keys
 
 
 def figure(kind: str, forget_set: str | None = None) -> str:

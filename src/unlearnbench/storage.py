@@ -242,13 +242,32 @@ def save_table(path: str | os.PathLike, frame) -> None:
             frame.to_csv(tmp, index=False)
 
 
+# Columns that identify things (ids, names, labels, free text): always strings, never NA. pandas would
+# otherwise read forget set "01" as 1 (merging it with set 1), "007" as 7, and "NA", "nan", "null" or
+# "None" (valid ids, or a plug-in method named NA) as missing values.
+KEY_COLUMNS = frozenset({
+    "dataset", "model", "forget_set", "forget_set_description", "method", "run", "sample", "group", "role",
+    "direction", "selection_rule", "points",
+})
+# What pandas reads as missing by default; kept for the value columns only.
+NA_STRINGS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+              "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+
 def load_table(path: str | os.PathLike):
-    """Read a CSV or Parquet table written by :func:`save_table`."""
+    """Read a CSV or Parquet table written by :func:`save_table`; :data:`KEY_COLUMNS` come back as strings,
+    exactly as written (no number or missing-value parsing), the other columns as pandas infers them."""
     import pandas as pd
 
     if not os.path.exists(path):
         raise ArtefactError(path, "missing file")
     try:
-        return pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path)
+        if str(path).endswith(".parquet"):
+            table = pd.read_parquet(path)
+            keys = [c for c in table.columns if c in KEY_COLUMNS]
+            return table.astype({c: str for c in keys})
+        header = pd.read_csv(path, nrows=0).columns
+        return pd.read_csv(path, dtype={c: str for c in header if c in KEY_COLUMNS}, keep_default_na=False,
+                           na_values={c: list(NA_STRINGS) for c in header if c not in KEY_COLUMNS})
     except Exception as err:  # pandas raises many parser-specific types
         raise ArtefactError(path, f"cannot read table ({type(err).__name__}: {err})") from err

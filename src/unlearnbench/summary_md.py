@@ -1,9 +1,16 @@
-"""The headline tables of a sweep: best run per method and forget set, as Markdown and as HTML.
+"""The headline tables of a sweep: each method's reported run per forget set, as Markdown and as HTML.
 
-Input is the summary table (``results/klom_summary.csv``: one row per forget set, method, run, snapshot
-epoch and group). Optional columns are used when present: bootstrap confidence bounds ``<stat>_low`` /
-``<stat>_high`` (e.g. ``p95_low``, ``p95_high``). Optional extra tables (U-LiRA, epsilon) are rendered
-generically, whatever their columns.
+Input is the summary table (``results/klom_summary.csv``: one row per forget set, method, run, sample,
+snapshot epoch and group; see :func:`unlearnbench.jobs.annotate`). Each method's run was chosen on the
+selection sample by ``selection_rule`` and is reported on the report sample (:mod:`unlearnbench.selection`);
+the headline shows the reported values and, beside them, the rule's value where the run was chosen, so the
+optimism of choosing and reporting on one sample is visible. A table without a ``sample`` column (from an
+older version, or made elsewhere) is read as chosen and reported on one sample, and says so.
+
+Optional columns are used when present: bootstrap confidence bounds ``<stat>_low`` / ``<stat>_high``,
+``accuracy`` / ``oracle_accuracy``, ``pool_cost``, ``forget_set_description``. Optional extra tables
+(U-LiRA, epsilon) are rendered generically, whatever their columns. Every user-supplied string (ids, run
+ids with plug-in hyperparameters, descriptions) is escaped for Markdown and HTML.
 
 No torch, no matplotlib: importable by the fast report jobs and by tests.
 """
@@ -13,35 +20,50 @@ from __future__ import annotations
 import html
 import math
 import os
+import re
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
-GROUPS: tuple[str, ...] = ("forget", "retain", "val")
+from .selection import GROUPS, RULES, rank, rule_value, wide
+
 RUN_KEYS: list[str] = ["forget_set", "method", "run", "epoch"]
-# reference methods first (upper bound, noise floor), the others alphabetically
-REFERENCE_METHODS: tuple[str, ...] = ("do_nothing", "oracle")
+# the reference methods' roles when a table has no role column
+REFERENCE_METHODS: dict[str, str] = {"do_nothing": "no_unlearning", "oracle": "oracle"}
+ROLE_ORDER: tuple[str, ...] = ("no_unlearning", "oracle", "retrain", "unlearning")
+DEFAULT_RULE = "average_95"
 
 
 def normalise(summary: pd.DataFrame) -> pd.DataFrame:
-    """Forget set ids and run ids as plain strings (CSV turns id ``1`` into an integer)."""
+    """Key columns as plain strings (a table built in code may hold integer forget set ids)."""
     summary = summary.copy()
-    for col in ("forget_set", "method", "run", "group"):
+    for col in ("forget_set", "method", "run", "group", "sample", "role", "forget_set_description"):
         if col in summary:
             summary[col] = summary[col].astype(str)
     return summary
 
 
-def method_order(methods) -> list[str]:
+def roles(summary: pd.DataFrame) -> dict[str, str]:
+    """Method -> role, from the ``role`` column or, without one, by the reference methods' names."""
+    if "role" in summary:
+        return dict(zip(summary["method"], summary["role"]))
+    return {m: REFERENCE_METHODS.get(m, "unlearning") for m in summary["method"]}
+
+
+def method_order(methods, role_of: Mapping[str, str] | None = None) -> list[str]:
+    """Upper bound, noise floor, retrain baseline first (by role), then the others alphabetically."""
     methods = list(dict.fromkeys(str(m) for m in methods))
-    return [m for m in REFERENCE_METHODS if m in methods] + sorted(m for m in methods if m not in REFERENCE_METHODS)
+    role_of = role_of or {m: REFERENCE_METHODS.get(m, "unlearning") for m in methods}
+    rank_of = {r: i for i, r in enumerate(ROLE_ORDER)}
+    return sorted(methods, key=lambda m: (rank_of.get(role_of.get(m, "unlearning"), len(ROLE_ORDER)), m))
 
 
 def forget_set_order(forget_sets) -> list[str]:
-    """Numeric ids in numeric order, then the others alphabetically."""
+    """Numeric ids in numeric order (``01`` and ``1`` next to each other, by their text), then the others
+    alphabetically."""
     ids = list(dict.fromkeys(str(f) for f in forget_sets))
-    return sorted(ids, key=lambda f: (0, int(f), "") if f.isdigit() else (1, 0, f))
+    return sorted(ids, key=lambda f: (0, int(f), f) if f.isdigit() else (1, 0, f))
 
 
 def ci_columns(summary: pd.DataFrame, stat: str = "p95") -> tuple[str, str] | None:
@@ -50,42 +72,78 @@ def ci_columns(summary: pd.DataFrame, stat: str = "p95") -> tuple[str, str] | No
     return (low, high) if low in summary.columns and high in summary.columns else None
 
 
-def wide(summary: pd.DataFrame, stat: str = "p95") -> pd.DataFrame:
-    """One row per forget set, method, run and snapshot epoch; columns ``<group>_<stat>`` (and their
-    confidence bounds ``<group>_<stat>_low/_high`` when present), ``relative_cost``, ``diverged``."""
+def selection_rule(summary: pd.DataFrame) -> str:
+    rules = summary["selection_rule"].unique() if "selection_rule" in summary else []
+    return str(rules[0]) if len(rules) else DEFAULT_RULE
+
+
+def same_sample(summary: pd.DataFrame) -> bool:
+    """Whether the table chose and reported on one sample (no ``sample`` column: older or foreign tables)."""
+    return "sample" not in summary
+
+
+def with_protocol(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary with the protocol's columns. A table without them is read as chosen and reported on one
+    sample: every row is a candidate (``sample`` selection), the best by ``average_95`` is also the report."""
     summary = normalise(summary)
-    values = [stat] + list(ci_columns(summary, stat) or ())
-    table = summary.groupby(RUN_KEYS + ["group"], sort=False)[values].first().unstack("group")
-    out = pd.DataFrame(index=table.index)
-    for group in GROUPS:
-        for value in values:
-            out[f"{group}_{value}"] = table[(value, group)] if (value, group) in table.columns else np.nan
-    extra = summary.groupby(RUN_KEYS)[["relative_cost", "diverged"]].max()
-    out = out.join(extra).reset_index()
-    out["diverged"] = out["diverged"].fillna(0).astype(int)
-    return out
+    if not same_sample(summary):
+        return summary
+    rule = selection_rule(summary)
+    keys = RUN_KEYS
+    values = wide(summary, keys)
+    values["selection_value"] = rule_value(values["forget_p95"], values["retain_p95"], values["val_p95"], rule)
+    values["average_95"] = rule_value(values["forget_p95"], values["retain_p95"], values["val_p95"], "average_95")
+    chosen = set()
+    counts = {}
+    for (fs, m), group in values.groupby(["forget_set", "method"], sort=False):
+        best = rank(group, rule).iloc[0]
+        chosen.add((fs, m, str(best["run"]), int(best["epoch"])))
+        counts[(fs, m)] = len(group)
+    candidates = summary.merge(values[keys + ["selection_value", "average_95"]], on=keys, how="left")
+    candidates = candidates.assign(selection_rule=rule, sample="selection")
+    candidates["selected"] = [(f, m, r, int(e)) in chosen for f, m, r, e in zip(
+        candidates["forget_set"], candidates["method"], candidates["run"], candidates["epoch"])]
+    candidates["n_candidates"] = [counts[(f, m)] for f, m in zip(candidates["forget_set"], candidates["method"])]
+    report = candidates[candidates["selected"]].assign(sample="report")
+    return pd.concat([candidates, report], ignore_index=True)
 
 
-def best_runs(summary: pd.DataFrame, stat: str = "p95") -> pd.DataFrame:
-    """Per forget set and method, the run and snapshot epoch with the lowest forget ``stat``.
+def reported_runs(summary: pd.DataFrame, stat: str = "p95") -> pd.DataFrame:
+    """One row per reported run (report sample) and forget set, headline methods first, then retrain's budgets.
 
-    A snapshot in which models diverged ranks after every one without (its KLOM is saturated anyway;
-    this only settles ties among saturated values). Ties go to the cheaper run, then the earlier epoch,
-    then the run id (deterministic). ``n_candidates`` counts the (run, epoch) pairs the best was chosen
-    from.
+    Columns: ``forget_set``, ``method``, ``run``, ``epoch``, ``<group>_<stat>`` (and CI bounds,
+    ``<group>_accuracy``), ``relative_cost``, ``pool_cost``, ``diverged``, ``role``, ``selected``,
+    ``n_candidates``, ``n_models``, ``reported_on`` (the rule's value on the report sample), ``selected_on`` (its
+    value on the selection sample, where the run was chosen; NaN when nothing was chosen), ``optimism`` =
+    ``reported_on - selected_on``, ``forget_set_description``.
     """
-    table = wide(summary, stat)
-    key = f"forget_{stat}"
-    table = table.assign(_diverged=table["diverged"] > 0)
-    table = table.sort_values(["_diverged", key, "relative_cost", "epoch", "run"], kind="stable", na_position="last")
-    table = table.drop(columns="_diverged")
-    best = table.groupby(["forget_set", "method"], sort=False).head(1).copy()
-    counts = table.groupby(["forget_set", "method"]).size().rename("n_candidates")
-    best = best.join(counts, on=["forget_set", "method"])
-    fs_rank = {f: i for i, f in enumerate(forget_set_order(best["forget_set"]))}
-    m_rank = {m: i for i, m in enumerate(method_order(best["method"]))}
-    best = best.assign(_f=best["forget_set"].map(fs_rank), _m=best["method"].map(m_rank))
-    return best.sort_values(["_f", "_m"]).drop(columns=["_f", "_m"]).reset_index(drop=True)
+    legacy = same_sample(summary)
+    summary = with_protocol(summary)
+    role_of = roles(summary)
+    report = summary[summary["sample"] == "report"]
+    table = wide(report, RUN_KEYS, stat)
+    per_run = ["selection_value", "selected", "n_candidates", "n_models", "pool_cost", "forget_set_description"]
+    per_run = [c for c in per_run if c in report]
+    table = table.merge(report.groupby(RUN_KEYS, sort=False)[per_run].first().reset_index(), on=RUN_KEYS)
+    table = table.rename(columns={"selection_value": "reported_on"})
+    chosen_on = summary[(summary["sample"] == "selection") & summary["selected"]]
+    chosen_on = chosen_on.groupby(RUN_KEYS, sort=False)["selection_value"].first().rename("selected_on")
+    table = table.join(chosen_on, on=RUN_KEYS)
+    if legacy:  # chosen where reported: the optimism is not measured
+        table["selected_on"] = np.nan
+    table["optimism"] = table["reported_on"] - table["selected_on"]
+    table["role"] = table["method"].map(lambda m: role_of.get(m, "unlearning"))
+    fs_rank = {f: i for i, f in enumerate(forget_set_order(table["forget_set"]))}
+    m_rank = {m: i for i, m in enumerate(method_order(table["method"], role_of))}
+    table = table.assign(_f=table["forget_set"].map(fs_rank), _m=table["method"].map(m_rank))
+    table = table.sort_values(["_f", "_m", "relative_cost", "run", "epoch"], kind="stable")
+    return table.drop(columns=["_f", "_m"]).reset_index(drop=True)
+
+
+def headline_runs(summary: pd.DataFrame, stat: str = "p95") -> pd.DataFrame:
+    """The reported run of every method that had one chosen (the retrain baseline's curve left out)."""
+    table = reported_runs(summary, stat)
+    return table[table["role"] != "retrain"].reset_index(drop=True)
 
 
 # formatting ------------------------------------------------------------------------------------------
@@ -105,6 +163,44 @@ def fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
+# Markdown: ASCII punctuation that can start emphasis, links, code, tables, strikethrough or headings (the HTML
+# characters < > & become entities instead).
+_MD_SPECIAL = set("\\`*_{}[]()#+!|~")
+
+
+def md_text(value) -> str:
+    """A string shown as literal text in Markdown: Markdown punctuation backslash-escaped, HTML entities for
+    ``& < >`` (no raw HTML), newlines folded. For descriptions, headers and other free text."""
+    text = " ".join(str(value).split("\n"))
+    text = "".join("\\" + c if c in _MD_SPECIAL else c for c in text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def md_code(value) -> str:
+    """A string as a Markdown code span: shown literally (no emphasis, no strikethrough of ``lr~0.1_b~2``); the
+    fence outgrows any backticks inside; ``|`` escaped for tables."""
+    text = " ".join(str(value).split("\n"))
+    if not text:
+        return ""
+    ticks, run = 0, 0  # the fence is longer than any run of backticks inside
+    for c in text:
+        run = run + 1 if c == "`" else 0
+        ticks = max(ticks, run)
+    fence = "`" * (ticks + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}"
+
+
+_PLAIN_ID = re.compile(r"[\w.~+=,:/@%-]*")
+
+
+def md_id(value) -> str:
+    """An identifier (method, run id with plug-in hyperparameter values): a code span when it holds only
+    identifier characters, else escaped text (:func:`md_text`), so no raw HTML reaches the file at all."""
+    text = str(value)
+    return md_code(text) if _PLAIN_ID.fullmatch(text) else md_text(text)
+
+
 def _with_ci(row, column: str) -> str:
     text = fmt(row[column])
     low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
@@ -113,48 +209,109 @@ def _with_ci(row, column: str) -> str:
     return text
 
 
-def headline(best: pd.DataFrame, stat: str = "p95") -> pd.DataFrame:
-    """The best-run table as display strings, one row per forget set and method."""
+def _groups(row, column: str) -> str:
+    """``forget / retain / val`` values of ``<group>_<column>``."""
+    values = [row.get(f"{g}_{column}") for g in GROUPS]
+    return "" if all(v is None or pd.isna(v) for v in values) else " / ".join(fmt(v) for v in values)
+
+
+def headline(rows: pd.DataFrame, stat: str = "p95", rule: str = DEFAULT_RULE) -> pd.DataFrame:
+    """Reported runs (:func:`reported_runs`) as display cells, one row per forget set and run: values, then
+    the rule's value where the run was chosen and where it is reported."""
     label = stat.upper()
-    rows = []
-    for _, row in best.iterrows():
-        rows.append({
+    accuracy = any(f"{g}_accuracy" in rows for g in GROUPS)
+    oracle_accuracy = any(f"{g}_oracle_accuracy" in rows for g in GROUPS)
+    pool = "pool_cost" in rows and (rows["pool_cost"].fillna(0) > 0).any()
+    out = []
+    for _, row in rows.iterrows():
+        cells = {
             "forget set": row["forget_set"],
             "method": row["method"],
+            "run": row["run"],
+            "epoch": fmt(row["epoch"]),
             f"forget {label}": _with_ci(row, f"forget_{stat}"),
             f"retain {label}": _with_ci(row, f"retain_{stat}"),
             f"val {label}": _with_ci(row, f"val_{stat}"),
-            "relative cost": fmt(row["relative_cost"]),
-            "run": row["run"],
-            "epoch": fmt(row["epoch"]),
-            "diverged": fmt(row["diverged"]),
-            "candidates": fmt(row["n_candidates"]),
-        })
-    return pd.DataFrame(rows)
+        }
+        if accuracy:
+            cells["accuracy (forget / retain / val)"] = _groups(row, "accuracy")
+        if oracle_accuracy:
+            cells["oracle accuracy"] = _groups(row, "oracle_accuracy")
+        cells["relative cost"] = fmt(row["relative_cost"])
+        if pool:
+            cells["pool cost"] = fmt(row["pool_cost"]) if row.get("pool_cost", 0) else ""
+        cells[f"{rule} where chosen"] = fmt(row.get("selected_on"))
+        cells[f"{rule} reported"] = fmt(row.get("reported_on"))
+        cells["optimism"] = fmt(row.get("optimism"))
+        cells["candidates"] = fmt(row.get("n_candidates"))
+        cells["diverged"] = fmt(row["diverged"])
+        out.append(cells)
+    return pd.DataFrame(out)
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (no tabulate needed); numbers formatted with :func:`fmt`."""
-    def cell(value) -> str:
-        return fmt(value).replace("|", "\\|").replace("\n", " ")
+CODE_COLUMNS = ("method", "run")  # identifiers, shown as code spans
 
-    header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
+
+def markdown_table(frame: pd.DataFrame, trusted: tuple[str, ...] = ()) -> str:
+    """A GitHub-flavoured Markdown table (no tabulate needed). Numbers are formatted with :func:`fmt`;
+    :data:`CODE_COLUMNS` become code spans; other text is escaped (:func:`md_text`) unless its column is
+    ``trusted`` (cells this module formatted, like ``3.000 [2.500, 3.250]``)."""
+    def cell(value, column) -> str:
+        if column in CODE_COLUMNS:
+            return md_id(value)
+        if column in trusted or isinstance(value, (int, float, np.number, np.bool_)):
+            return fmt(value)
+        return md_text(fmt(value))
+
+    header = "| " + " | ".join(md_text(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    body = ["| " + " | ".join(cell(v, c) for v, c in zip(row, frame.columns)) + " |"
+            for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
 
 
-def headline_extra(table: pd.DataFrame, best: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+def headline_extra(table: pd.DataFrame, reported: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """An extra table for the headline: constant ``dataset`` / ``model`` columns dropped and, when it has
-    one row per forget set, method, run and epoch (like the epsilon table), only the best runs' rows."""
+    one row per forget set, method, run and epoch (like the epsilon table), only the reported runs' rows
+    (of the report sample, when it has a ``sample`` column)."""
     table = normalise(table)
     note = ""
-    if set(RUN_KEYS) <= set(table.columns) and len(best):
-        keys = best[RUN_KEYS].astype({"epoch": "int64"})
+    if set(RUN_KEYS) <= set(table.columns) and len(reported):
+        if "sample" in table:
+            table = table[table["sample"] == "report"].drop(columns="sample")
+        keys = reported[RUN_KEYS].astype({"epoch": "int64"})
         table = keys.merge(table.astype({"epoch": "int64"}), on=RUN_KEYS, how="inner")
-        note = "At the best run of each method (above); every run in the HTML report."
+        note = "At the reported run of each method (above), on the report sample; every run in the HTML report."
     constant = [c for c in ("dataset", "model") if c in table and table[c].nunique() <= 1]
     return table.drop(columns=constant), note
+
+
+def forget_set_title(forget_set: str, rows: pd.DataFrame) -> str:
+    """``Forget set <id>: <description>`` (the description, when the config gives one)."""
+    descriptions = rows["forget_set_description"].dropna().unique() if "forget_set_description" in rows else []
+    description = next((str(d) for d in descriptions if str(d)), "")
+    return f"Forget set {forget_set}" + (f": {description}" if description else "")
+
+
+def protocol_text(summary: pd.DataFrame, stat: str = "p95", name=str) -> str:
+    """What made the table: the rule, the samples, how to read the optimism column (plain text; ``name``
+    formats the rule's name, e.g. :func:`md_code`)."""
+    rule = name(selection_rule(summary))
+    described = RULES.get(selection_rule(summary), "")
+    if same_sample(summary):
+        return (f"Each method's run (grid point and snapshot epoch) was chosen by {rule} ({described}) "
+                "and reported on the same models and oracles: the reported values are biased low for methods with "
+                "many candidates (winner's curse), and the optimism is not measured.")
+    samples = summary.groupby("sample")["n_models"].max() if "n_models" in summary else {}
+    n_sel, n_rep = samples.get("selection"), samples.get("report")
+    sizes = (f" (selection: {fmt(n_sel)} models vs {fmt(n_sel)} selection oracles; report: {fmt(n_rep)} models vs "
+             f"the scored oracles)") if n_sel is not None and n_rep is not None else ""
+    return (f"Each method's run (grid point and snapshot epoch) was chosen by {rule} ({described}) on "
+            f"the selection sample and is reported on the independent report sample{sizes}. '{rule} where chosen' "
+            f"is its value on the selection sample, '{rule} reported' on the report sample; 'optimism' is their gap "
+            "(how much a table that chose and reported on one sample would have flattered the method). Methods "
+            "with a single candidate are reported without a choice. The retrain baseline is reported at every "
+            f"budget. Lower {stat.upper()} is better.")
 
 
 def summary_markdown(
@@ -163,30 +320,37 @@ def summary_markdown(
     stat: str = "p95",
     source: str = "results/klom_summary.csv",
 ) -> str:
-    """``results/summary.md``: the best run per method and forget set, then any extra tables."""
-    best = best_runs(summary, stat)
-    shown = headline(best, stat)
+    """``results/summary.md``: per forget set the reported runs, then any extra tables."""
+    rule = selection_rule(summary)
+    rows = reported_runs(summary, stat)
     label = stat.upper()
     ci = ci_columns(summary, stat)
     lines = [
-        "# unlearnbench: best run per method and forget set",
+        f"# unlearnbench: the reported run per method and forget set (chosen by {md_code(rule)})",
         "",
-        f"KLOM {label} (lower is better) of each method's best grid point and snapshot epoch: the one with the "
-        f"lowest forget {label} at any snapshot. Its retain and validation {label} and its relative cost "
-        "(samples through forward+backward / one base training run) are shown alongside. `do_nothing` is the "
-        "upper bound (no unlearning), `oracle` the noise floor (held-out oracles). `candidates` = grid points x "
-        "snapshots the best was chosen from; `diverged` = models that diverged at that snapshot.",
+        protocol_text(summary, stat, md_code),
+        "",
+        f"KLOM {label} per group (forget / retain / validation points). Relative cost = samples through "
+        "forward+backward / one base training run (`oracle`: one retraining); pool cost = training the pool that "
+        "datamodel methods need, in base training runs, paid once for all forget sets. `do_nothing` is the upper "
+        "bound, `oracle` the noise floor (held-out oracles), `retrain` the compute-matched retraining baseline. "
+        "Candidates = grid points × snapshots the run was chosen from; diverged = models that diverged at that "
+        "snapshot.",
     ]
     if ci:
-        lines += ["", f"Brackets: bootstrap confidence interval of the {label} (`{ci[0]}`, `{ci[1]}`)."]
-    for forget_set in forget_set_order(best["forget_set"]):
+        lines += ["", f"Brackets: bootstrap confidence interval of the {label} ({md_code(ci[0])}, {md_code(ci[1])})."]
+    shown = headline(rows, stat, rule)
+    trusted = tuple(c for c in shown.columns if c not in CODE_COLUMNS)  # formatted here
+    for forget_set in forget_set_order(rows["forget_set"]):
         part = shown[shown["forget set"] == forget_set].drop(columns=["forget set"])
-        lines += ["", f"## Forget set {forget_set}", "", markdown_table(part)]
+        title = forget_set_title(forget_set, rows[rows["forget_set"] == forget_set])
+        lines += ["", f"## {md_text(title)}", "", markdown_table(part, trusted)]
     for name, table in (extra_tables or {}).items():
-        table, note = headline_extra(table, best)
-        lines += ["", f"## {name}", "", *([note, ""] if note else []), markdown_table(table)]
-    lines += ["", f"Full table: `{source}`. Figures: `results/figures/`. "
-              "HTML report: `unlearnbench report` (results/report.html).", ""]
+        table, note = headline_extra(table, rows)
+        lines += ["", f"## {md_text(name)}", "", *([note, ""] if note else []), markdown_table(table)]
+    lines += ["", f"Selection rule: {md_code(rule)}. Full table (every run on the selection sample, the reported "
+              f"ones on the report sample): {md_code(source)}. Figures: `results/figures/`. HTML report: "
+              "`unlearnbench report` (results/report.html).", ""]
     return "\n".join(lines)
 
 
@@ -242,32 +406,39 @@ def html_page(title: str, sections: list[tuple[str, pd.DataFrame]], intro: str =
     return "\n".join(parts)
 
 
-def best_runs_html(summary: pd.DataFrame, stat: str = "p95") -> str:
-    best = best_runs(summary, stat)
-    shown = headline(best, stat)
-    sections = [(f"Forget set {fs}", shown[shown["forget set"] == fs].drop(columns=["forget set"]))
-                for fs in forget_set_order(best["forget_set"])]
-    label = stat.upper()
-    intro = (f"KLOM {label}, lower is better. Per method, the grid point and snapshot epoch with the lowest forget "
-             f"{label}; its retain/val {label} and relative cost alongside.")
-    return html_page(f"Best run per method (KLOM {label})", sections, intro)
+def reported_runs_html(summary: pd.DataFrame, stat: str = "p95") -> str:
+    rule = selection_rule(summary)
+    rows = reported_runs(summary, stat)
+    shown = headline(rows, stat, rule)
+    sections = [(forget_set_title(fs, rows[rows["forget_set"] == fs]),
+                 shown[shown["forget set"] == fs].drop(columns=["forget set"]))
+                for fs in forget_set_order(rows["forget_set"])]
+    return html_page(f"Reported run per method (KLOM {stat.upper()}, chosen by {rule})", sections,
+                     protocol_text(summary, stat))
 
 
 def full_summary_html(summary: pd.DataFrame) -> str:
     summary = normalise(summary)
-    constant = {c: summary[c].iloc[0] for c in ("dataset", "model", "direction")
+    rule = selection_rule(summary)
+    constant = {c: summary[c].iloc[0] for c in ("dataset", "model", "direction", "selection_rule")
                 if c in summary and len(summary) and summary[c].nunique() == 1}
     summary = summary.drop(columns=list(constant))
+    role_of = roles(summary)
     sections = []
     for fs in forget_set_order(summary["forget_set"]):
         part = summary[summary["forget_set"] == fs].drop(columns=["forget_set"])
-        part = part.assign(_m=part["method"].map({m: i for i, m in enumerate(method_order(part["method"]))}))
-        part = part.sort_values(["_m", "run", "epoch"], kind="stable").drop(columns=["_m"])
-        sections.append((f"Forget set {fs}", part))
+        title = forget_set_title(fs, part)
+        part = part.drop(columns=[c for c in ("forget_set_description",) if c in part])
+        part = part.assign(_m=part["method"].map({m: i for i, m in enumerate(method_order(part["method"], role_of))}))
+        order = ["_m", "run"] + [c for c in ("sample", "epoch") if c in part]
+        part = part.sort_values(order, kind="stable").drop(columns=["_m"])
+        sections.append((title, part))
     shared = "; ".join(f"{k} {v}" for k, v in constant.items())
-    return html_page("KLOM summary: every method, grid point, snapshot and group", sections,
-                     "One row per method, run (grid point), snapshot epoch and group (forget / retain / val)."
-                     + (f" All rows: {shared}." if shared else ""))
+    return html_page(f"KLOM summary: every method, grid point, sample, snapshot and group (chosen by {rule})",
+                     sections, "One row per method, run (grid point), sample (selection: every run, on the "
+                     "selection models and oracles; report: the chosen run, on the report models and the scored "
+                     "oracles), snapshot epoch and group (forget / retain / val)." + (f" All rows: {shared}."
+                                                                                        if shared else ""))
 
 
 def table_html(name: str, table: pd.DataFrame) -> str:
@@ -297,7 +468,7 @@ def write_tables(
     summary = load_table(summary_csv)
     extras = {name: load_table(path) for name, path in (extra_tables or {}).items()}
     write_text(out_markdown, summary_markdown(summary, extras, stat, source=summary_csv))
-    write_text(out_best_html, best_runs_html(summary, stat))
+    write_text(out_best_html, reported_runs_html(summary, stat))
     write_text(out_full_html, full_summary_html(summary))
 
 
@@ -309,8 +480,15 @@ def write_table_html(name: str, table_csv: str, out_html: str) -> None:
 
 
 def console_summary(summary_csv: str | os.PathLike) -> str:
-    """The short table printed when a run succeeds: the same best runs as ``results/summary.md``."""
-    best = best_runs(normalise(pd.read_csv(summary_csv)))
-    table = best.set_index(["forget_set", "method"])[["forget_p95", "retain_p95", "val_p95", "relative_cost"]]
-    return (f"KLOM P95 of each method's best grid point and snapshot (lowest forget P95; lower is better)."
-            f" Full table: {summary_csv}\n\n{table.round(3).to_string()}")
+    """The short table printed when a run succeeds: the reported runs of ``results/summary.md``."""
+    from .storage import load_table
+
+    summary = load_table(summary_csv)
+    rule = selection_rule(summary)
+    rows = headline_runs(summary)
+    columns = {"forget_p95": "forget P95", "retain_p95": "retain P95", "val_p95": "val P95",
+               "selected_on": f"{rule} chosen", "reported_on": f"{rule} reported", "relative_cost": "cost"}
+    table = rows.set_index(["forget_set", "method"])[list(columns)].rename(columns=columns)
+    return (f"KLOM P95 of each method's run chosen by {rule} on the selection sample, reported on the report sample "
+            f"(lower is better). Full table: {summary_csv}; the retrain baseline's budgets in results/summary.md.\n\n"
+            f"{table.round(3).to_string()}")

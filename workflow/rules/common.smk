@@ -7,12 +7,14 @@ from unlearnbench import config as plan
 from unlearnbench.content_digests import DigestCache
 from unlearnbench import fingerprint
 from unlearnbench.device import device_request, gpus_per_job
+from unlearnbench import report_plan, selection
 from unlearnbench.methods import lookup
 from unlearnbench.seeds import derive_seed
 
 DATASET = config["dataset"]
 DATA = plan.dataset_spec(config)
 FORGET_SETS = {str(fs["id"]): fs for fs in config["forget_sets"]}
+DESCRIPTIONS = {fs: entry.get("description", "") for fs, entry in FORGET_SETS.items()}
 RUNS = plan.method_runs(config["methods"])
 ULIRA = config["ulira"]
 ULIRA_RUNS = plan.method_runs(ULIRA["methods"]) if ULIRA else {}
@@ -35,10 +37,11 @@ FORGET_SET = "results/forget_sets/{dataset}/forget_set_{forget_set}.npy"
 DOWNLOADED = "results/downloads/{dataset}/forget_set_{forget_set}.npy"  # a url's file
 WEIGHTS = "results/weights/{dataset}/{family}/shard~{shard}.safetensors"
 MARGINS = "results/margins/{dataset}/{family}/shard~{shard}.npz"
-UNLEARNED = (
-    "results/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/shard~{shard}.npz"
-)
-SCORES = "results/klom/{dataset}/{method}/{run}/forget_set~{forget_set}"
+# {sample}: "selection" (every run, selection models vs selection oracles) or "report_epoch~<e>" (the
+# reported run up to its snapshot e, report models vs scored oracles); see unlearnbench.selection
+UNLEARNED = "results/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/{sample}/shard~{shard}.npz"
+SCORES = "results/klom/{dataset}/{method}/{run}/forget_set~{forget_set}/{sample}"
+SELECTED = "results/selection/{dataset}/forget_set~{forget_set}.json"
 DATAMODELS = f"results/datamodels/{DATASET}"
 EFFECT = "results/datamodels/{dataset}/forget_set~{forget_set}/effect.npz"
 # an attribution matrix replacing the pool fit (datamodels.import), or None
@@ -55,6 +58,7 @@ wildcard_constraints:
     forget_set="[A-Za-z0-9-]+",
     method="[A-Za-z][A-Za-z0-9_]*",
     run="[^/]+",
+    sample=selection.SAMPLE_PATTERN,
     family=r"base|pool|oracle/forget_set~[A-Za-z0-9-]+",
 
 
@@ -133,15 +137,6 @@ def get_imported_state_dicts(wildcards):
     """The published state dicts of one base shard (`import.base_weights`, `{index}` = model index)."""
     pattern = config["import"]["base_weights"]
     return [pattern.format(index=i) for i in range(*get_model_range(wildcards, "base"))]
-
-
-def get_method_plugin(wildcards):
-    """The plug-in target of this method only (``{}`` for a built-in one): adding or changing another
-    plug-in must not rerun this method's jobs."""
-    plugins = config["plugins"]
-    if wildcards.method not in plugins:
-        return {}
-    return {wildcards.method: plugins[wildcards.method]}
 
 
 def get_forget_set_input(wildcards):
@@ -250,23 +245,51 @@ def get_unlearn_input(wildcards):
     return inputs
 
 
-def get_unlearn_shards(method):
-    """Shards of an unlearning run: held-out oracle shards for `oracle`, base-model shards otherwise."""
-    if "holdout_margins" in lookup(method, config["plugins"]).needs:
+def holds_oracles(method):
+    """Methods whose "models" are held-out oracles (the oracle draw), not base models."""
+    return "holdout_margins" in lookup(method, config["plugins"]).needs
+
+
+def get_unlearn_shards(method, sample="report"):
+    """Shards of an unlearning run on a sample ("selection" or "report"): base-model shards of that sample,
+    or the held-out oracle shards (numbered from 0) for the oracle draw, which has nothing to select.
+    """
+    if holds_oracles(method):
+        if sample == "selection":
+            raise ValueError(f"{method} is never run on the selection sample")
         return range(len(plan.holdout_oracle_shards(config)))
-    return range(len(BASE_SHARDS))
+    if sample == "selection":
+        return plan.selection_base_shards(config)
+    return plan.report_base_shards(config)
+
+
+def unlearn_model_range(method, shard):
+    """Model indices of an unlearning job's shard, in the family its models come from."""
+    if holds_oracles(method):
+        return ORACLE_SHARDS[plan.holdout_oracle_shards(config)[int(shard)]]
+    return BASE_SHARDS[int(shard)]
 
 
 def get_hyperparameters(wildcards):
-    return RUNS[wildcards.method][wildcards.run]
+    """The grid point's hyperparameters; a retraining from scratch also gets the training recipe."""
+    hyperparameters = RUNS[wildcards.method][wildcards.run]
+    if lookup(wildcards.method, config["plugins"]).kind == "retrain":
+        return {**hyperparameters, "recipe": config["train"]}
+    return hyperparameters
 
 
 def get_snapshot_epochs(wildcards):
-    return plan.snapshot_epochs(config["methods"], wildcards.method)
+    """Every snapshot on the selection sample; on the report sample, only the reported one (the run stops there)."""
+    kind, epoch = selection.parse_sample(wildcards.sample)
+    if kind == "report":
+        return [epoch]
+    return plan.run_snapshot_epochs(
+        config, wildcards.method, RUNS[wildcards.method][wildcards.run]
+    )
 
 
 def get_unlearn_seeds(wildcards):
-    start, stop = BASE_SHARDS[int(wildcards.shard)]
+    start, stop = unlearn_model_range(wildcards.method, wildcards.shard)
     w = wildcards
     return [
         derive_seed("unlearn", w.method, w.run, w.forget_set, i, base=config["seed"])
@@ -275,33 +298,117 @@ def get_unlearn_seeds(wildcards):
 
 
 def get_unlearned_shards(wildcards):
+    kind, _ = selection.parse_sample(wildcards.sample)
     return expand(
         UNLEARNED,
-        shard=get_unlearn_shards(wildcards.method),
+        shard=get_unlearn_shards(wildcards.method, kind),
         allow_missing=True,
         **wildcards,
     )
 
 
 def get_scored_oracle_margins(wildcards):
+    """The oracles a sample is scored against: the selection oracles, or the scored oracles."""
     family = oracle_family(wildcards.forget_set)
+    sample = wildcards.get("sample")  # rules without one read the scored oracles
+    kind = selection.parse_sample(sample)[0] if sample else "report"
+    shards = (
+        plan.selection_oracle_shards(config)
+        if kind == "selection"
+        else plan.scored_oracle_shards(config)
+    )
+    return [MARGINS.format(dataset=DATASET, family=family, shard=s) for s in shards]
+
+
+def get_bootstrap(wildcards):
+    """Intervals on the report sample only: selection compares point estimates."""
+    kind, _ = selection.parse_sample(wildcards.sample)
+    return (
+        config["bootstrap"]
+        if kind == "report"
+        else {**config["bootstrap"], "n_resamples": 0}
+    )
+
+
+def get_epsilon(wildcards):
+    """The challenge's ε on the report sample only (the headline shows it at the reported runs)."""
+    kind, _ = selection.parse_sample(wildcards.sample)
+    return config["epsilon"] if kind == "report" else None
+
+
+# Selection: which run of a method is reported (unlearnbench.selection) -----------------------------
+
+
+SELECTING = {m for m in RUNS if selection.selects(config, m)}
+
+
+def selects(method):
+    """Whether the method's reported run is chosen on the selection sample (it has a choice)."""
+    return method in SELECTING
+
+
+def selection_keys(wildcards=None):
+    """{method, run} of every run chosen from (every grid point of a method that has a choice)."""
+    return [{"method": m, "run": run} for m in RUNS if selects(m) for run in RUNS[m]]
+
+
+def get_selection_stats(wildcards):
+    """Selection-sample scores of every run chosen from on a forget set (parallel to selection_keys())."""
     return [
-        MARGINS.format(dataset=DATASET, family=family, shard=s)
-        for s in plan.scored_oracle_shards(config)
+        f"{SCORES}/stats.csv".format(
+            dataset=DATASET,
+            method=key["method"],
+            run=key["run"],
+            forget_set=wildcards.forget_set,
+            sample="selection",
+        )
+        for key in selection_keys()
     ]
 
 
-def all_scored_runs():
-    """(method, run, forget set) of every KLOM score the summary collects."""
-    return [(m, r, fs) for m, runs in RUNS.items() for r in runs for fs in FORGET_SETS]
+def selected_run(method, forget_set):
+    """(run, epoch) reported for a method on a forget set: chosen by the select_run checkpoint, or the
+    only candidate. None for the retrain curve (every run is reported)."""
+    if selects(method):
+        path = checkpoints.select_run.get(dataset=DATASET, forget_set=forget_set)
+        chosen = {
+            c["method"]: c for c in selection.read_selection(path.output.selection)
+        }
+        return chosen[method]["run"], chosen[method]["epoch"]
+    options = selection.candidates(config, method)
+    return options[0] if len(options) == 1 else None
+
+
+def scored_runs():
+    """(method, run, forget set, {sample}) of every KLOM score the summary collects."""
+    return [
+        (m, run, fs, sample)
+        for m in RUNS
+        for fs in FORGET_SETS
+        for run, sample in selection.scored_runs(
+            config, m, selected_run(m, fs) if selects(m) else None
+        )
+    ]
 
 
 def get_all_scores(wildcards, name):
     """One file ``name`` (stats.csv or epsilon.csv) of every KLOM score the summary collects."""
     return [
-        f"{SCORES}/{name}".format(dataset=DATASET, method=m, run=r, forget_set=fs)
-        for m, r, fs in all_scored_runs()
+        f"{SCORES}/{name}".format(
+            dataset=DATASET, method=m, run=r, forget_set=fs, sample=sample
+        )
+        for m, r, fs, sample in scored_runs()
     ]
+
+
+def get_selection_files(wildcards=None):
+    """The select_run checkpoints' outputs (of the rule's forget set, when it has one)."""
+    if not SELECTING:
+        return []
+    forget_sets = (
+        [wildcards.forget_set] if hasattr(wildcards, "forget_set") else FORGET_SETS
+    )
+    return [SELECTED.format(dataset=DATASET, forget_set=fs) for fs in forget_sets]
 
 
 def get_summary_keys(wildcards):
@@ -312,17 +419,98 @@ def get_summary_keys(wildcards):
             "forget_set": fs,
             "method": m,
             "run": r,
+            "sample": selection.parse_sample(sample)[0],
         }
-        for m, r, fs in all_scored_runs()
+        for m, r, fs, sample in scored_runs()
     ]
 
 
+def get_fixed_selections(wildcards=None):
+    """The reported run of every method with a single candidate (nothing to select)."""
+    return [
+        {"method": m, "forget_set": fs, "run": run, "epoch": epoch}
+        for m in RUNS
+        if not selects(m)
+        for fs in FORGET_SETS
+        for run, epoch in [selected_run(m, fs) or (None, None)]
+        if run is not None
+    ]
+
+
+def get_method_facts(wildcards=None):
+    """Per method: its role (how tables and figures show it) and the pool cost it depends on."""
+    pool = plan.pool_cost(config, DATA.n_train)
+    return {
+        m: {
+            "role": lookup(m, config["plugins"]).role,
+            "pool_cost": (
+                pool
+                if "datamodel_effect" in lookup(m, config["plugins"]).needs
+                else 0.0
+            ),
+        }
+        for m in RUNS
+    }
+
+
+# Figures of the reported runs (report.smk) ---------------------------------------------------------
+
+
+def reported_runs(forget_set, sample_chosen_on=False):
+    """{method, run, sample} of each method's reported run on a forget set (the retrain curve left out):
+    its report sample, or with sample_chosen_on the sample it was chosen on (its snapshots there).
+    """
+    runs = []
+    for method in RUNS:
+        chosen = selected_run(method, forget_set)
+        if chosen is None:
+            continue
+        sample = selection.report_sample(chosen[1])
+        if sample_chosen_on and selects(method):
+            sample = "selection"
+        runs.append({"method": method, "run": chosen[0], "sample": sample})
+    return runs
+
+
+def klom_epochs_files(wildcards):
+    return report_plan.score_files(
+        f"{SCORES}/klom.npz",
+        DATASET,
+        wildcards.forget_set,
+        reported_runs(wildcards.forget_set, sample_chosen_on=True),
+    )
+
+
+def margins_score_files(wildcards):
+    runs = reported_runs(wildcards.forget_set)
+    return report_plan.score_files(
+        f"{SCORES}/klom.npz", DATASET, wildcards.forget_set, runs
+    )
+
+
+def margins_shard_files(wildcards):
+    return report_plan.shard_files(
+        UNLEARNED,
+        DATASET,
+        wildcards.forget_set,
+        reported_runs(wildcards.forget_set),
+        lambda method: get_unlearn_shards(method, "report"),
+    )
+
+
 def print_summary(path):
-    """The short table shown when a run succeeds (the best runs of results/summary.md)."""
+    """The short table shown when a run succeeds (the reported runs of results/summary.md)."""
     from unlearnbench.summary_md import console_summary
 
     print()
     print(console_summary(path))
+
+
+def made_the_summary(dag):
+    """Whether this run's DAG holds the summary (made or found up to date for *this* config): a run of
+    other targets, maybe of another config, must not print a summary it did not check.
+    """
+    return any(job.rule.name == "summarize" for job in dag.jobs)
 
 
 # U-LiRA -----------------------------------------------------------------------------------------

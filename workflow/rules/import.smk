@@ -161,6 +161,8 @@ if HUB:
                 weights=WEIGHTS.replace("{family}", "base"),
             log:
                 "logs/import_hub_base_weights/{dataset}/shard~{shard}.log",
+            wildcard_constraints:
+                shard=id_pattern(HUB.base_weights),
             localrule: True
             conda:
                 "../../envs/unlearnbench.yaml"
@@ -185,6 +187,8 @@ if HUB:
                 margins=MARGINS.replace("{family}", "base"),
             log:
                 "logs/import_hub_base_margins/{dataset}/shard~{shard}.log",
+            wildcard_constraints:
+                shard=id_pattern(HUB.base_margins),
             localrule: True
             conda:
                 "../../envs/unlearnbench.yaml"

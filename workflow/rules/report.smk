@@ -1,6 +1,8 @@
-# What people read: results/summary.md (best run per method and forget set), figures under
+# What people read: results/summary.md (each method's reported run per forget set), figures under
 # results/figures/ and, with `snakemake --report results/report.html`, a self-contained HTML report.
 # The library does the work (unlearnbench.plots, .summary_md; paths in .report_plan); scripts unpack.
+# The figures follow the table: each method's run chosen on the selection sample, reported on the
+# report sample (the select_run checkpoints say which).
 
 from unlearnbench import report_plan
 
@@ -22,13 +24,13 @@ rule report_tables:
             report_plan.SUMMARY_MD,
             caption="../report/summary_md.rst",
             category="1. Summary tables",
-            labels={"table": "summary.md (best run per method)"},
+            labels={"table": "summary.md (reported run per method)"},
         ),
         best=report(
             report_plan.BEST_RUNS_HTML,
             caption="../report/best_runs.rst",
             category="1. Summary tables",
-            labels={"table": "best run per method and forget set"},
+            labels={"table": "reported run per method and forget set"},
         ),
         full=report(
             report_plan.SUMMARY_HTML,
@@ -93,6 +95,7 @@ rule plot_tradeoff:
         "../../envs/unlearnbench.yaml"
     params:
         stat=REPORT_STAT,
+        cost_scale=config["report"]["cost_scale"],
         code=get_code("plot_tradeoff.py"),
     script:
         "../scripts/plot_tradeoff.py"
@@ -106,7 +109,7 @@ rule plot_group_bars:
             report_plan.figure("p95_bars"),
             caption="../report/group_bars.rst",
             category="3. P95 per group",
-            labels={"figure": "best run per method, every forget set"},
+            labels={"figure": "reported run per method, every forget set"},
         ),
     log:
         "logs/report/plot_group_bars.log",
@@ -124,10 +127,9 @@ rule plot_group_bars:
 rule plot_klom_epochs:
     input:
         summary="results/klom_summary.csv",
-        scores=lambda w: report_plan.klom_paths(
-            f"{SCORES}/klom.npz", DATASET, RUNS, w.forget_set
-        ),
+        scores=lambda w: klom_epochs_files(w)[0],
         forget_set=lambda w: FORGET_SET.format(dataset=DATASET, forget_set=w.forget_set),
+        selections=get_selection_files,
     output:
         figure=report(
             report_plan.figure("klom_epochs", "{forget_set}"),
@@ -143,7 +145,7 @@ rule plot_klom_epochs:
         "../../envs/unlearnbench.yaml"
     params:
         stat=REPORT_STAT,
-        score_keys=report_plan.run_keys(RUNS),
+        score_keys=lambda w: klom_epochs_files(w)[1],
         n_train=DATA.n_train,
         n_val=DATA.n_val,
         code=get_code("plot_klom_epochs.py"),
@@ -154,14 +156,11 @@ rule plot_klom_epochs:
 rule plot_margins:
     input:
         summary="results/klom_summary.csv",
-        scores=lambda w: report_plan.klom_paths(
-            f"{SCORES}/klom.npz", DATASET, RUNS, w.forget_set
-        ),
-        unlearned=lambda w: report_plan.unlearned_paths(
-            UNLEARNED, DATASET, RUNS, w.forget_set, get_unlearn_shards
-        ),
+        scores=lambda w: margins_score_files(w)[0],
+        unlearned=lambda w: margins_shard_files(w)[0],
         oracles=get_scored_oracle_margins,
         forget_set=lambda w: FORGET_SET.format(dataset=DATASET, forget_set=w.forget_set),
+        selections=get_selection_files,
     output:
         figure=report(
             report_plan.figure("margins", "{forget_set}"),
@@ -177,8 +176,8 @@ rule plot_margins:
         "../../envs/unlearnbench.yaml"
     params:
         stat=REPORT_STAT,
-        score_keys=report_plan.run_keys(RUNS),
-        unlearned_keys=report_plan.unlearned_keys(RUNS, get_unlearn_shards),
+        score_keys=lambda w: margins_score_files(w)[1],
+        unlearned_keys=lambda w: margins_shard_files(w)[1],
         n_train=DATA.n_train,
         n_val=DATA.n_val,
         n_points=REPORT_POINTS,

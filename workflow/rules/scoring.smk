@@ -1,4 +1,6 @@
-# KLOM per point and per group (no torch: these jobs start fast), then the summary table.
+# KLOM per point and per group (no torch: these jobs start fast), then the summary table. A score is
+# of one sample: "selection" (selection models vs selection oracles, every snapshot: chooses the run) or
+# "report_epoch~<e>" (the chosen run on the report models vs the scored oracles).
 
 
 rule score_klom:
@@ -11,17 +13,17 @@ rule score_klom:
         stats=f"{SCORES}/stats.csv",
         epsilon=f"{SCORES}/epsilon.csv",
     log:
-        "logs/score_klom/{dataset}/{method}/{run}/forget_set~{forget_set}.log",
+        "logs/score_klom/{dataset}/{method}/{run}/forget_set~{forget_set}/{sample}.log",
     benchmark:
-        "results/benchmarks/score_klom/{dataset}/{method}/{run}/forget_set~{forget_set}.tsv"
+        "results/benchmarks/score_klom/{dataset}/{method}/{run}/forget_set~{forget_set}/{sample}.tsv"
     group:
         "unlearn"
     conda:
         "../../envs/unlearnbench.yaml"
     params:
         klom=config["klom"],
-        bootstrap=config["bootstrap"],
-        epsilon=config["epsilon"],
+        bootstrap=get_bootstrap,
+        epsilon=get_epsilon,
         n_train=DATA.n_train,
         n_val=DATA.n_val,
         cost_unit=DATA.n_train * config["train"]["epochs"],
@@ -34,6 +36,7 @@ rule summarize:
     input:
         stats=lambda w: get_all_scores(w, "stats.csv"),
         epsilon=lambda w: get_all_scores(w, "epsilon.csv"),
+        selections=get_selection_files,
     output:
         csv="results/klom_summary.csv",
         parquet="results/klom_summary.parquet",
@@ -46,6 +49,10 @@ rule summarize:
         "../../envs/unlearnbench.yaml"
     params:
         run_keys=get_summary_keys,
+        fixed_selections=get_fixed_selections,
+        rule=config["selection"]["rule"],
+        methods=get_method_facts,
+        descriptions=DESCRIPTIONS,
         code=get_code("summarize.py"),
     script:
         "../scripts/summarize.py"

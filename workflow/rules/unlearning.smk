@@ -1,4 +1,5 @@
-# One job per method x grid point x forget set x shard of base models; margins at every snapshot epoch.
+# One job per method x grid point x forget set x sample x shard of models; margins at every snapshot
+# epoch. Every run on the selection sample; the reported run on the report sample, up to its snapshot.
 
 
 rule unlearn:
@@ -7,9 +8,9 @@ rule unlearn:
     output:
         margins=UNLEARNED,
     log:
-        "logs/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/shard~{shard}.log",
+        "logs/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/{sample}/shard~{shard}.log",
     benchmark:
-        "results/benchmarks/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/shard~{shard}.tsv"
+        "results/benchmarks/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/{sample}/shard~{shard}.tsv"
     group:
         "unlearn"
     conda:

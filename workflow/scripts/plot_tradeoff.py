@@ -6,4 +6,5 @@ plots.plot_tradeoff(
     snakemake.wildcards.forget_set,
     snakemake.output.figure,
     stat=snakemake.params.stat,
+    cost_scale=snakemake.params.cost_scale,
 )

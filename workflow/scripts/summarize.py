@@ -8,4 +8,9 @@ jobs.summarize(
     snakemake.output.csv,
     snakemake.output.parquet,
     snakemake.output.epsilon,
+    selections=list(snakemake.input.selections),
+    fixed_selections=snakemake.params.fixed_selections,
+    rule=snakemake.params.rule,
+    methods=snakemake.params.methods,
+    descriptions=snakemake.params.descriptions,
 )

@@ -1,12 +1,18 @@
 """Unlearning methods by name.
 
-A method is one small module with a ``build`` function. Two kinds exist:
+A method is one small module with a ``build`` function. Three kinds exist:
 
 - ``finetune`` methods change the base models: ``build(ctx, **hyperparameters) -> Plan`` returns the
   optimiser and, per epoch, the phases of the shared loop (:mod:`unlearnbench.loop`); the loop does the
   rest (snapshots, cost, divergence).
 - ``margins`` methods produce margins without training (``do_nothing``, ``oracle``):
   ``build(inputs, **hyperparameters) -> (margins [M, P], model_index [M])``.
+- ``retrain`` methods are finetune methods that start from fresh weights instead of the base models and
+  get the training recipe as hyperparameter ``recipe`` (``retrain``).
+
+A method's ``role`` tells the tables and figures how to show it: ``unlearning`` (a run is selected from its
+grid and reported), ``no_unlearning`` (the upper bound), ``oracle`` (the noise floor; costs one retraining)
+and ``retrain`` (the compute-matched baseline: every grid point is reported, drawn as a line against cost).
 
 Add a built-in method with one module and one line in :data:`METHODS`; or, without touching the
 package, name ``module:function`` under the config's ``plugins`` (a finetune ``build``; see README).
@@ -26,11 +32,15 @@ class Registered:
     # extra inputs: "base_margins", "holdout_margins", "matching_oracles" (held-out oracle weights),
     # "datamodel_effect" (Σ_{i∈F} β_i of the pool's datamodels, for margins and logits)
     needs: tuple[str, ...] = ()
+    role: str = "unlearning"  # or "no_unlearning", "oracle", "retrain" (see the module docstring)
 
+
+ROLES = ("no_unlearning", "oracle", "retrain", "unlearning")  # also the order of methods in tables and figures
 
 METHODS: dict[str, Registered] = {
-    "do_nothing": Registered("unlearnbench.methods.do_nothing:build", "margins", ("base_margins",)),
-    "oracle": Registered("unlearnbench.methods.oracle:build", "margins", ("holdout_margins",)),
+    "do_nothing": Registered("unlearnbench.methods.do_nothing:build", "margins", ("base_margins",), "no_unlearning"),
+    "oracle": Registered("unlearnbench.methods.oracle:build", "margins", ("holdout_margins",), "oracle"),
+    "retrain": Registered("unlearnbench.methods.retrain:build", "retrain", role="retrain"),
     "gradient_ascent": Registered("unlearnbench.methods.gradient_ascent:build"),
     "gradient_descent": Registered("unlearnbench.methods.gradient_descent:build"),
     "ascent_descent": Registered("unlearnbench.methods.ascent_descent:build"),

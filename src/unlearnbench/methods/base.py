@@ -44,8 +44,8 @@ class UnlearningContext:
         self.forget = np.array(np.broadcast_to(np.asarray(self.forget, dtype=np.int64), (m, np.shape(self.forget)[-1])))
         self.retain = np.array(np.broadcast_to(np.asarray(self.retain, dtype=np.int64), (m, np.shape(self.retain)[-1])))
 
-    def phase(self, points: np.ndarray, loss, lr, batch_size: int, name: str) -> Phase:
-        return Phase(np.asarray(points), int(batch_size), loss, lr if callable(lr) else float(lr), name)
+    def phase(self, points: np.ndarray, loss, lr, batch_size: int, name: str, augment=None) -> Phase:
+        return Phase(np.asarray(points), int(batch_size), loss, lr if callable(lr) else float(lr), name, augment)
 
     @torch.no_grad()
     def original_logits(self, batch: Batch) -> torch.Tensor:

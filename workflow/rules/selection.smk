@@ -1,0 +1,21 @@
+# Each method's reported run (grid point and snapshot) is chosen on the selection sample by
+# selection.rule; the report sample then unlearns and scores only that run (unlearnbench.selection).
+# A checkpoint per forget set (every method with a choice): which report-sample jobs exist depends on
+# what it chooses.
+
+
+checkpoint select_run:
+    input:
+        stats=get_selection_stats,
+    output:
+        selection=SELECTED,
+    log:
+        "logs/select_run/{dataset}/forget_set~{forget_set}.log",
+    conda:
+        "../../envs/unlearnbench.yaml"
+    params:
+        runs=selection_keys,
+        rule=config["selection"]["rule"],
+        code=get_code("select_run.py"),
+    script:
+        "../scripts/select_run.py"
