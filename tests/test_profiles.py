@@ -97,7 +97,7 @@ def test_a_site_profile_composes_with_the_workflow_profile(clone, tmp_path):
 def test_every_rule_has_its_needs_in_the_workflow_profile():
     rules = set()
     for path in (REPO / "workflow" / "rules").glob("*.smk"):
-        blocks = re.split(r"^\s*rule (\w+):", path.read_text(), flags=re.M)[1:]
+        blocks = re.split(r"^\s*(?:rule|checkpoint) (\w+):", path.read_text(), flags=re.M)[1:]
         rules |= {rule for rule, body in zip(blocks[::2], blocks[1::2]) if "localrule: True" not in body}
     needs = per_rule_needs()
     assert set(needs) == rules

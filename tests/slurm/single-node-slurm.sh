@@ -296,7 +296,10 @@ start() {
       || { show_logs "$LOGDIR/slurmdbd.log"; exit 1; }
   fi
 
-  start_daemon slurmctld /run/slurmctld.pid "$LOGDIR/slurmctld.log" /usr/sbin/slurmctld
+  # -c and an empty slurmd spool: a throwaway cluster starts without the jobs and node states an earlier
+  # run left (a test killed mid-job left a job that kept the node from ever reporting idle)
+  rm -rf /var/spool/slurmd/* 2>/dev/null || true
+  start_daemon slurmctld /run/slurmctld.pid "$LOGDIR/slurmctld.log" /usr/sbin/slurmctld -c
   wait_for "$START_TIMEOUT" "slurmctld answers" timeout 10 scontrol ping \
     || { show_logs "$LOGDIR/slurmctld.log"; exit 1; }
   start_daemon slurmd /run/slurmd.pid "$LOGDIR/slurmd.log" /usr/sbin/slurmd
