@@ -61,6 +61,13 @@ def files(workdir: Path, pattern: str) -> set[str]:
     return {str(p.relative_to(workdir)) for p in workdir.glob(pattern) if p.is_file()}
 
 
+def chosen_report_files(workdir: Path, stage: str) -> set[str]:
+    """Report-sample files of the methods whose run a select_run checkpoint chose (those with a selection
+    sample): while the checkpoint is to rerun, which of them are needed is not known yet."""
+    selecting = {p.relative_to(workdir).parts[3] for p in (workdir / "results" / stage).glob("digits/*/*/*/selection")}
+    return {f for method in selecting for f in files(workdir, f"results/{stage}/digits/{method}/*/*/report_epoch~*/**/*")}
+
+
 @contextlib.contextmanager
 def edited(path: Path, function: str | None = None, text: str | None = None):
     """``path`` with a statement added at the top of ``function`` (a code change), or with ``text``
@@ -85,20 +92,23 @@ def test_the_copy_is_up_to_date(run_copy):
 
 
 def test_a_method_module_reruns_that_methods_jobs_and_what_follows(run_copy):
+    # Its runs on the selection sample are planned at once; those on the report sample follow once
+    # select_run (a checkpoint, rerun for its changed inputs) has chosen again: a dry run cannot list them.
     with edited(run_copy / "src/unlearnbench/methods/gradient_ascent.py", "build"):
-        ascent = files(run_copy, "results/unlearn/digits/gradient_ascent/**/*.npz")
+        ascent = files(run_copy, "results/unlearn/digits/gradient_ascent/**/selection/*.npz")
         assert ascent and list_changes(run_copy) == ascent
         jobs = planned_jobs(run(run_copy, "-n"))
     assert jobs["unlearn"] == len(ascent)
-    assert jobs["score_klom"] == len(files(run_copy, "results/klom/digits/gradient_ascent/**/klom.npz"))
-    assert "summarize" in jobs and not UPSTREAM & set(jobs)
+    assert jobs["score_klom"] == len(files(run_copy, "results/klom/digits/gradient_ascent/**/selection/klom.npz"))
+    assert "select_run" in jobs and "summarize" in jobs and not UPSTREAM & set(jobs)
 
 
 def test_the_klom_estimator_reruns_scoring_and_nothing_upstream(run_copy):
     with edited(run_copy / "src/unlearnbench/metrics/klom.py", "klom"):
-        assert list_changes(run_copy) == files(run_copy, "results/klom/**/*")
+        # every score but the report-sample ones of chosen runs, which follow select_run's new choice
+        assert list_changes(run_copy) == files(run_copy, "results/klom/**/*") - chosen_report_files(run_copy, "klom")
         jobs = planned_jobs(run(run_copy, "-n"))
-    assert jobs["score_klom"] == len(files(run_copy, "results/klom/**/klom.npz"))
+    assert jobs["score_klom"] == len(files(run_copy, "results/klom/**/klom.npz") - chosen_report_files(run_copy, "klom"))
     assert "summarize" in jobs and not (UPSTREAM | {"unlearn"}) & set(jobs)
 
 
@@ -108,7 +118,8 @@ def test_the_loop_reruns_training_and_unlearning(run_copy):
         jobs = planned_jobs(run(run_copy, "-n"))
     # training's and unlearning's own code (every method: the unlearning stage imports the loop), not
     # margins, scores, splits or forget sets (they rerun only for their updated inputs)
-    assert changed == files(run_copy, "results/weights/**/*.safetensors") | files(run_copy, "results/unlearn/**/*.npz")
+    unlearned = files(run_copy, "results/unlearn/**/*.npz") - chosen_report_files(run_copy, "unlearn")
+    assert changed == files(run_copy, "results/weights/**/*.safetensors") | unlearned
     assert {"train_base", "train_oracle", "compute_margins", "unlearn", "score_klom"} <= set(jobs)
     assert "prepare_dataset" not in jobs and "make_forget_set" not in jobs
 

@@ -556,12 +556,29 @@ def get_ulira_keys(wildcards):
     ]
 
 
+def unselected_scores():
+    """Scores of the methods without a choice (every run reported directly). Named in `rule all`
+    as well as by the summary: while a select_run checkpoint is to rerun, the summary's inputs are
+    unknown, and without this a dry run (or `--summary`) would not show these jobs either.
+    """
+    return [
+        f"{SCORES}/stats.csv".format(
+            dataset=DATASET, method=m, run=run, forget_set=fs, sample=sample
+        )
+        for m in RUNS
+        if not selects(m)
+        for fs in FORGET_SETS
+        for run, sample in selection.scored_runs(config, m, None)
+    ]
+
+
 def get_final_outputs():
     """The final targets: the KLOM and ε summaries, and the pool's products when there is a pool."""
     outputs = [
         "results/klom_summary.csv",
         "results/klom_summary.parquet",
         "results/epsilon_summary.csv",
+        *unselected_scores(),
     ]
     if POOL_SHARDS:
         outputs.append(f"{DATAMODELS}/fit_quality.csv")
