@@ -130,17 +130,27 @@ def test_do_nothing_is_far_from_the_oracle_draw_on_forget_points(tiny_run):
 def test_every_row_has_argmax_accuracies_and_score_logs_say_what_they_scored(tiny_run):
     table = pd.read_csv(tiny_run / "results/klom_summary.csv")
     assert table.accuracy.between(0, 1).all() and table.oracle_accuracy.between(0, 1).all()
-    # one set of scored oracles per forget set: the same oracle accuracy whatever the method
-    assert table.groupby([table.forget_set.astype(str), "group"]).oracle_accuracy.nunique().eq(1).all()
+    # one set of oracles per forget set and sample (selection oracles, scored oracles): the same oracle
+    # accuracy whatever the method
+    per_sample = [table.forget_set.astype(str), "sample", "group"]
+    assert table.groupby(per_sample).oracle_accuracy.nunique().eq(1).all()
+    assert set(table["sample"]) == {"selection", "report"}
     forget = table[(table.method == "do_nothing") & (table.group == "forget")]
     assert (forget.accuracy >= forget.oracle_accuracy).all()  # base models trained on the forget points
     assert pd.read_csv(tiny_run / "results/epsilon_summary.csv").final_score.notna().all()
-    run = table[table.method == "gradient_ascent"].run.iloc[0]
-    log = (tiny_run / f"logs/score_klom/digits/gradient_ascent/{run}/forget_set~1.log").read_text()
+    chosen = table[(table.method == "gradient_ascent") & (table["sample"] == "report") & (table.forget_set.astype(str) == "1")]
+    run, epoch = chosen.run.iloc[0], chosen.epoch.iloc[0]
+    logs = tiny_run / f"logs/score_klom/digits/gradient_ascent/{run}/forget_set~1"
+    snapshot = r"epoch \d+: forget P95 [\d.]+ acc [\d.]+ \(oracle [\d.]+\) \| retain P95 .* \| val P95 [\d.]+ acc"
+    # the selection sample: every snapshot, against the selection oracles, no ε (point estimates only)
+    selection = (logs / "selection.log").read_text()
     assert (f"scoring method gradient_ascent, run {run}, forget set 1: 10 unlearned models (1 shard(s)) x 2 "
-            "snapshot(s) vs 10 oracles (1 shard(s)), 1797 points (300 train, 1497 val)") in log
-    snapshot = r"epoch \d+: forget P95 [\d.]+ acc [\d.]+ \(oracle [\d.]+\) \| retain P95 .* \| val P95 .*final score"
-    assert len(re.findall(snapshot, log)) == 2, log
+            "snapshot(s) vs 10 oracles (1 shard(s)), 1797 points (300 train, 1497 val)") in selection
+    assert len(re.findall(snapshot, selection)) == 2 and "final score" not in selection, selection
+    # the report sample: the chosen snapshot only, against the scored oracles, with ε
+    report = (logs / f"report_epoch~{epoch}.log").read_text()
+    assert "10 unlearned models (1 shard(s)) x 1 snapshot(s) vs 10 oracles" in report
+    assert len(re.findall(snapshot + r".*final score", report)) == 1, report
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
@@ -195,7 +205,8 @@ def test_a_user_plugin_and_a_diverging_run_go_through_the_dag(workflow_copy):
     }
     name = write_config(workflow_copy, config)
     path = os.pathsep.join(filter(None, [str(workflow_copy), os.environ.get("PYTHONPATH")]))
-    snakemake(workflow_copy, "--configfile", name, env={"PYTHONPATH": path})
+    env = {"PYTHONPATH": path}  # keep the library's
+    snakemake(workflow_copy, "--configfile", name, env=env)
     table = pd.read_csv(workflow_copy / "results/klom_summary.csv")
     plugin_runs = table[table.method == "capped_ascent"]
     assert set(plugin_runs.run) == {"cap~3.0_lr~0.01", "cap~3.0_lr~0.05"}
