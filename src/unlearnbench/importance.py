@@ -36,7 +36,7 @@ def diagonal_fisher(stack: ModelStack, inputs, labels: torch.Tensor, points: np.
     if label_mode not in ("true", "expected"):
         raise ValueError(f"unknown Fisher label mode {label_mode!r} (true or expected)")
     m = stack.n_models
-    points = np.broadcast_to(np.asarray(points, dtype=np.int64), (m, np.shape(points)[-1]))
+    points = np.array(np.broadcast_to(np.asarray(points, dtype=np.int64), (m, np.shape(points)[-1])))
     names = list(stack.params)
     params = {k: v.detach().clone().requires_grad_(True) for k, v in stack.params.items()}
     fisher = {k: torch.zeros_like(v) for k, v in params.items()}
@@ -58,3 +58,21 @@ def diagonal_fisher(stack: ModelStack, inputs, labels: torch.Tensor, points: np.
     torch._foreach_mul_(list(fisher.values()), 1.0 / max(1, len(batches)))
     passes = 1 if label_mode == "true" else stack.num_classes  # backward passes per point
     return fisher, np.full(m, points.shape[1] * passes, dtype=np.int64)
+
+
+def loss_gradient(stack: ModelStack, inputs, labels: torch.Tensor, points: np.ndarray,
+                  batch_size: int) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+    """``(gradient, samples)``: name -> ``[m, ...]`` sum over batches of the gradient of each batch's mean
+    cross-entropy (eval mode), each model over its own row of ``points``; samples per model as above."""
+    m = stack.n_models
+    points = np.array(np.broadcast_to(np.asarray(points, dtype=np.int64), (m, np.shape(points)[-1])))
+    names = list(stack.params)
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in stack.params.items()}
+    total = {k: torch.zeros_like(v) for k, v in params.items()}
+    for begin, end in even_batches(points.shape[1], batch_size):
+        idx = torch.as_tensor(points[:, begin:end], device=labels.device)
+        logits = stack.forward(inputs[idx], train=False, params=params).float()
+        loss = F.cross_entropy(logits.flatten(0, 1), labels[idx].flatten(), reduction="none").view(m, -1).mean(1)
+        grads = torch.autograd.grad(loss.sum(), [params[k] for k in names])
+        torch._foreach_add_([total[k] for k in names], grads)
+    return total, np.full(m, points.shape[1], dtype=np.int64)
