@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -288,6 +289,7 @@ def _run_part(part, rows, inputs, labels, seeds, optimiser, epochs, phases_for_e
     forward = part.compiled_forward(ENGINE.compile_backend) if settings.compile else part.forward
     orders_rng = _model_generators(seeds)
     augment_rng: dict[Augment, list[np.random.Generator]] = {}
+    paired_rng: dict[str, list[np.random.Generator]] = {}  # a stream per phase: the phase's own order stays as without
     diverged = np.zeros(m, dtype=bool)
     bad = torch.zeros(m, dtype=torch.bool, device=device)  # non-finite loss so far, read once per epoch
     for epoch in range(1, epochs + 1):
@@ -307,7 +309,9 @@ def _run_part(part, rows, inputs, labels, seeds, optimiser, epochs, phases_for_e
             else:
                 orders_dev, augment_dev = torch.from_numpy(orders).to(device), None
             batches = even_batches(orders.shape[1], phase.batch_size)
-            paired = _paired_orders(phase, rows, orders_rng, len(batches), device)
+            paired_gens = paired_rng.setdefault(phase.name, [np.random.default_rng([s, zlib.crc32(phase.name.encode())])
+                                                               for s in seeds])
+            paired = _paired_orders(phase, rows, paired_gens, len(batches), device)
             last_line = time.perf_counter()
             for step, (begin, end) in enumerate(batches):
                 idx = orders_dev[:, begin:end]
@@ -350,8 +354,9 @@ def _run_part(part, rows, inputs, labels, seeds, optimiser, epochs, phases_for_e
 
 def _paired_orders(phase: Phase, rows, generators, steps: int, device) -> torch.Tensor | None:
     """Per model, the paired points of every step of the phase: ``[m, steps x paired_batch_size]``, fresh
-    permutations of the model's paired points back to back (drawn from the model's generator after its
-    own order, so batched equals one at a time)."""
+    permutations of the model's paired points back to back, from the model's own generator of paired orders
+    (seeded by the model's seed and the phase's name: batched equals one at a time, and the phase's own
+    order is the one it has without a paired set)."""
     if phase.paired is None or phase.paired_batch_size <= 0:
         return None
     if phase.augment is not None and phase.augment.active:
