@@ -280,3 +280,48 @@ def test_hooks_penalty_and_after_step_act_on_each_model(problem):
     assert after.params["5.bias"].abs().max() <= 0.01
     assert {tuple(r) for r in seen_rows} == {(0, 1), (2,)}
     assert after.params["5.weight"].norm() < problem[4].params["5.weight"].norm()
+
+
+def readme_hook_examples() -> dict:
+    """The README's worked hook examples, as a user's plug-in module would hold them."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"```python\n(# my_hooks.py\n.*?)```", text, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "my_hooks.py", "exec"), namespace)
+    return namespace
+
+
+README_HOOKS = {
+    "masked_descent": {"lr": 0.05, "fraction": 0.1},
+    "l2_pull": {"lr": 0.05, "weight": 1.0},
+    "clamped_ascent": {"lr": 0.05, "bound": 0.5},
+    "fisher_shrink": {"factor": 0.5},
+    "fresh_head": {"lr": 0.05, "k": 1},
+    "random_teacher": {"lr": 0.05},
+}
+
+
+@pytest.mark.parametrize("name", sorted(README_HOOKS))
+def test_each_readme_hook_example_runs_and_batched_equals_one_at_a_time(problem, name):
+    splits, _, _, forget, base = problem
+    build = readme_hook_examples()[name]
+    epochs = [1] if name == "fisher_shrink" else [1, 2]
+    together = unlearn_stack(build, README_HOOKS[name], epochs, base.copy(), splits, forget, SEEDS)
+    alone = unlearn_stack(build, README_HOOKS[name], epochs, base.copy(), splits, forget, SEEDS, models_per_batch=1)
+    np.testing.assert_allclose(together["margins"], alone["margins"], rtol=1e-4, atol=1e-4)
+    ctx = context(problem)
+    plan = build(ctx, **README_HOOKS[name])
+    after = base.copy()
+    run_loop(after, ctx.inputs, ctx.labels, SEEDS, plan.optimiser, epochs[-1], plan.phases, hooks=plan.hooks)
+    moved = {k: not torch.equal(after.params[k], v) for k, v in base.params.items()}
+    if name == "clamped_ascent":
+        assert max(v.abs().max().item() for v in after.params.values()) <= 0.5
+    if name == "fresh_head":
+        assert moved["5.weight"] and not moved["0.0.weight"]
+    if name == "masked_descent":  # at most the top 10% of each tensor, per model
+        for k, v in base.params.items():
+            assert ((after.params[k] != v).flatten(1).float().mean(1) <= 0.1 + 1.5 / v[0].numel()).all(), k
+    assert any(moved.values())
