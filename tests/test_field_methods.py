@@ -284,13 +284,8 @@ def test_hooks_penalty_and_after_step_act_on_each_model(problem):
 
 def readme_hook_examples() -> dict:
     """The README's worked hook examples, as a user's plug-in module would hold them."""
-    import re
-    from pathlib import Path
-
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    code = re.search(r"```python\n(# my_hooks.py\n.*?)```", text, re.S).group(1)
     namespace: dict = {}
-    exec(compile(code, "my_hooks.py", "exec"), namespace)
+    exec(compile(readme_hook_examples_source(), "my_hooks.py", "exec"), namespace)
     return namespace
 
 
@@ -325,3 +320,39 @@ def test_each_readme_hook_example_runs_and_batched_equals_one_at_a_time(problem,
         for k, v in base.params.items():
             assert ((after.params[k] != v).flatten(1).float().mean(1) <= 0.1 + 1.5 / v[0].numel()).all(), k
     assert any(moved.values())
+
+
+def test_ulira_unlearns_with_a_plugin_using_hooks(problem, tmp_path, monkeypatch):
+    """U-LiRA's job runs a plug-in (here the README's re-initialised, frozen head) on every request of every
+    pool model, each request with its own forget set."""
+    from unlearnbench.data import save_splits
+    from unlearnbench.pool_jobs import ulira_unlearn
+    from unlearnbench.storage import load_arrays, save_arrays
+
+    splits, _, _, _, base = problem
+    (tmp_path / "my_hooks.py").write_text(readme_hook_examples_source())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pool = base.copy()
+    masks = np.zeros((3, splits.n_train), dtype=bool)
+    masks[:, ::2] = True  # every model "trained" on the even points
+    pool.extras["train_mask"] = masks
+    pool.save(tmp_path / "pool.safetensors")
+    requests = np.stack([[np.arange(0, 20, 2) + 20 * k for k in range(2)] for _ in range(3)])  # [3, K=2, 10]
+    save_arrays(tmp_path / "requests.npz", requests=requests)
+    save_splits(tmp_path / "splits.npz", splits)
+    seeds = {"unlearn": [[1, 2, 3], [4, 5, 6]]}
+    ulira_unlearn("fresh_head", {"lr": 0.05, "k": 1}, [1], str(tmp_path / "pool.safetensors"), "",
+                  str(tmp_path / "requests.npz"), str(tmp_path / "splits.npz"), seeds, {}, str(tmp_path / "out.npz"),
+                  plugins={"fresh_head": "my_hooks:fresh_head"}, device="cpu")
+    out = load_arrays(tmp_path / "out.npz", ("margins", "forgotten", "samples"))
+    assert out["margins"].shape == (1, 6, len(splits.labels())) and np.isfinite(out["margins"]).all()
+    assert out["forgotten"][:, :40].sum(1).tolist() == [10] * 6
+    assert (out["samples"] == splits.n_train // 2 - 10).all()  # one pass over each model's own retain points
+
+
+def readme_hook_examples_source() -> str:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    return re.search(r"```python\n(# my_hooks.py\n.*?)```", text, re.S).group(1)
