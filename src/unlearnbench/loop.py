@@ -86,9 +86,10 @@ class Hooks:
     - ``grad_mask(part, rows)``: called once per slice after ``before``; name -> ``[m, ...]`` factors that
       multiply every step's gradients (names left out are not masked). Weight decay, added by the optimiser
       step, still reaches masked weights, as in ``torch.optim``.
-    - ``penalty(params, rows, epoch)``: a per-model ``[m]`` term added to every step's loss (e.g. an l1 norm).
-    - ``after_step(params, rows, lr)``: in place after each optimiser step, without gradients (proximal
-      steps, clamps).
+    - ``penalty(params, rows, epoch)``: a per-model ``[m]`` term added to every step's loss (e.g. an l1 norm);
+      ``params`` are the trained (not frozen) parameters, name -> ``[m, ...]``.
+    - ``after_step(params, rows, lr)``: edits those in place after each optimiser step, without gradients
+      (proximal steps, clamps).
     """
 
     before: Callable[[ModelStack, np.ndarray], object] | None = None
@@ -289,7 +290,7 @@ def _run_part(part, rows, inputs, labels, seeds, optimiser, epochs, phases_for_e
     forward = part.compiled_forward(ENGINE.compile_backend) if settings.compile else part.forward
     orders_rng = _model_generators(seeds)
     augment_rng: dict[Augment, list[np.random.Generator]] = {}
-    paired_rng: dict[str, list[np.random.Generator]] = {}  # a stream per phase: the phase's own order stays as without
+    paired_rng: dict[str, list[np.random.Generator]] = {}  # per phase name: the phase's own order is left alone
     diverged = np.zeros(m, dtype=bool)
     bad = torch.zeros(m, dtype=torch.bool, device=device)  # non-finite loss so far, read once per epoch
     for epoch in range(1, epochs + 1):
@@ -309,9 +310,9 @@ def _run_part(part, rows, inputs, labels, seeds, optimiser, epochs, phases_for_e
             else:
                 orders_dev, augment_dev = torch.from_numpy(orders).to(device), None
             batches = even_batches(orders.shape[1], phase.batch_size)
-            paired_gens = paired_rng.setdefault(phase.name, [np.random.default_rng([s, zlib.crc32(phase.name.encode())])
-                                                               for s in seeds])
-            paired = _paired_orders(phase, rows, paired_gens, len(batches), device)
+            if phase.name not in paired_rng:
+                paired_rng[phase.name] = [np.random.default_rng([s, zlib.crc32(phase.name.encode())]) for s in seeds]
+            paired = _paired_orders(phase, rows, paired_rng[phase.name], len(batches), device)
             last_line = time.perf_counter()
             for step, (begin, end) in enumerate(batches):
                 idx = orders_dev[:, begin:end]
@@ -382,20 +383,18 @@ class _StepHooks:
     rows: np.ndarray
 
 
-
 def _train_step(forward, opt, loss_fn, xs, labels, batch, lr, amp, device, hooks: _StepHooks) -> torch.Tensor:
     """One optimiser step of every model of the slice; returns the per-model "loss not finite" flags
     (on the device). ``xs``: the phase's batch, and the paired batch if any (a forward each)."""
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-        logits = torch.cat([forward(x, train=True).float() for x in xs], dim=1) if len(xs) > 1 else forward(
-            xs[0], train=True).float()
-        losses = loss_fn(logits, labels, batch)
+        logits = [forward(x, train=True).float() for x in xs]
+        losses = loss_fn(logits[0] if len(logits) == 1 else torch.cat(logits, dim=1), labels, batch)
     if hooks.penalty is not None:
         losses = losses + hooks.penalty(hooks.params, hooks.rows, batch.epoch)
     opt.zero_grad()
     losses.sum().backward()  # models are independent: each gets its own loss's gradient
     if hooks.masks:
-        names = [n for n in hooks.masks if hooks.params[n].grad is not None]
+        names = [n for n in hooks.masks if n in hooks.params and hooks.params[n].grad is not None]
         torch._foreach_mul_([hooks.params[n].grad for n in names], [hooks.masks[n] for n in names])
     opt.step(lr)
     if hooks.after_step is not None:
