@@ -45,6 +45,13 @@ def test_cifar10_runs_every_field_method():
     assert set(FIELD) <= set(config["methods"])
 
 
+def test_the_methods_scenario_gives_every_field_method_a_grid():
+    config = validate(yaml.safe_load((REPO / "config/methods.yaml").read_text()), SCHEMA)
+    for name in FIELD:
+        entry = config["methods"][name]
+        assert len(list(grid(entry))) * len(entry[SNAPSHOT_KEY]) > 1, name
+
+
 def test_ulira_runs_plugins_and_the_field_methods(default_config):
     config = copy.deepcopy(default_config)
     config["plugins"] = {"mine": "my_methods:capped_ascent"}
