@@ -1,10 +1,11 @@
 """NegGrad+ (Kurmanji et al., "Towards Unbounded Machine Unlearning", NeurIPS 2023): every step a retain
 batch and a forget batch, loss ``beta * CE(retain batch) - (1 - beta) * CE(forget batch)``.
 
-An epoch is one pass over the retain set with the forget set cycled alongside, as the NegGrad+ of the SalUn
-code (github.com/OPTML-Group/Unlearn-Saliency, ``unlearn/NegGrad.py``: ``zip(retain, cycle(forget))``, a
-forward per batch). There ``cycle`` replays the first pass's forget batches; here each pass over the forget
-set is a fresh per-model shuffle.
+An epoch is one pass over the retain set with the forget set cycled alongside, as the public NegGrad+ code
+in the SalUn family of code bases does (``negative_grad``: ``zip(retain loader, cycle(forget loader))``, a
+forward per batch, the loss weighted by ``alpha`` there, ``beta`` here). There ``itertools.cycle`` replays
+the first pass's forget batches; here each pass over the forget set is a fresh per-model shuffle (not
+measured: it changes only which forget batch meets which retain batch after the first pass).
 """
 
 from .base import Plan, cross_entropy, sgd

@@ -4,7 +4,8 @@ random-label fine-tuning (:mod:`.random_labels`) that updates only the *salient*
 Saliency is the magnitude of the gradient of the forget loss at the original model (the sum over forget
 batches of each batch's mean cross-entropy gradient, eval mode, as the paper's ``generate_mask.py``); the
 mask keeps the largest fraction ``saliency`` of all weights of a model, one threshold across every layer
-(the paper's hard thresholding; its published CIFAR-10 masks keep 0.5). Each model gets its own mask. The
+(the paper's hard thresholding, 1[|g| >= gamma], with gamma a quantile of all magnitudes; its published
+CIFAR-10 runs keep 0.5). Each model gets its own mask. The
 gradients of the other weights are zeroed every step; weight decay, added inside the optimiser step, still
 reaches them, as in the published code.
 """
