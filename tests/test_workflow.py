@@ -192,15 +192,27 @@ def readme_plugin_example():
     return code, yaml.safe_load(config)
 
 
+def readme_hooks_example():
+    """The README's worked hook examples (one plug-in module)."""
+    text = (REPO / "README.md").read_text()
+    return re.search(r"```python\n(# my_hooks.py\n.*?)```", text, re.S).group(1)
+
+
 def test_a_user_plugin_and_a_diverging_run_go_through_the_dag(workflow_copy):
     code, plugin_config = readme_plugin_example()
     (workflow_copy / "my_methods.py").write_text(code)
+    (workflow_copy / "my_hooks.py").write_text(readme_hooks_example())
     config = tiny_config(workflow_copy)
     config.update(n_models=4, n_holdout_oracles=0, models_per_job=4, forget_sets=config["forget_sets"][:1])
-    config["plugins"] = plugin_config["plugins"]
+    # plug-ins using hooks: an edit instead of training with a Fisher importance, and re-initialised + frozen
+    # layers; one candidate each (no selection-sample runs)
+    config["plugins"] = {**plugin_config["plugins"], "fisher_shrink": "my_hooks:fisher_shrink",
+                         "fresh_head": "my_hooks:fresh_head"}
     config["methods"] = {
         "do_nothing": None,
         **plugin_config["methods"],
+        "fisher_shrink": {"factor": 0.5, "epochs": [1]},
+        "fresh_head": {"lr": 0.1, "k": 1, "epochs": [2]},
         "gradient_ascent": {"lr": [1.0e8], "epochs": [1, 2]},  # diverges
     }
     name = write_config(workflow_copy, config)
@@ -211,6 +223,9 @@ def test_a_user_plugin_and_a_diverging_run_go_through_the_dag(workflow_copy):
     plugin_runs = table[table.method == "capped_ascent"]
     assert set(plugin_runs.run) == {"cap~3.0_lr~0.01", "cap~3.0_lr~0.05"}
     assert set(plugin_runs.epoch) == {1, 3} and (plugin_runs.relative_cost > 0).all()
+    hooks = table[table.method.isin(["fisher_shrink", "fresh_head"])].set_index("method")
+    assert set(hooks.index) == {"fisher_shrink", "fresh_head"} and (hooks.diverged == 0).all()
+    assert (hooks.relative_cost > 0).all()  # the Fisher passes of an edit count as cost
     diverged = table[(table.method == "gradient_ascent") & (table.epoch == 2)]
     assert (diverged.diverged == 4).all()
     assert (diverged.accuracy == 0).all()  # a diverged model classifies nothing

@@ -303,10 +303,10 @@ def _check_methods(config: dict, schema: dict) -> None:
             _check_plugin_entry(name, entry)
 
 
-def _check_plugin_entry(name: str, entry: dict) -> None:
+def _check_plugin_entry(name: str, entry: dict, section: str = "methods") -> None:
     """A plug-in's entry has no schema of its own: keys are keyword arguments, ``epochs`` snapshot epochs, and
     learning rates (``lr``, ``*_lr``) positive, as for the built-in methods."""
-    where = f"methods.{name}"
+    where = f"{section}.{name}"
     epochs = entry.get(SNAPSHOT_KEY)
     if not epochs:
         raise ConfigError(f"config key {where}.{SNAPSHOT_KEY}: a plug-in method needs snapshot epochs")
@@ -374,14 +374,25 @@ def _check_ulira(config: dict, schema: dict) -> None:
     ulira = config.get("ulira")
     if not ulira:
         return
+    from .methods import lookup
+
     built_in = schema["properties"]["methods"]["properties"]
+    plugins = config.get("plugins", {})
     for name, entry in ulira["methods"].items():
-        if name not in built_in or name in ("dm_matching", "dm_direct"):
-            raise ConfigError(f"config key ulira.methods.{name}: not available for U-LiRA")
-        if _registry_kind(name, config.get("plugins")) == "retrain":
+        if name in plugins:  # a plug-in is a finetune method: U-LiRA runs it as any built-in one
+            _check_plugin_entry(name, entry or {}, "ulira.methods")
+            continue
+        if name not in built_in:
+            raise ConfigError(f"config key ulira.methods.{name}: unknown method; built in: {sorted(built_in)}; "
+                              "a method of your own needs a 'plugins' entry (module:function)")
+        registered = lookup(name, plugins)
+        if registered.kind == "retrain":
             raise ConfigError(f"config key ulira.methods.{name}: a retraining from scratch is not available for U-LiRA")
-        if name == "oracle_matching":
-            raise ConfigError("config key ulira.methods.oracle_matching: needs oracles per request; not available")
+        # do_nothing and oracle have U-LiRA's own inputs (pool margins, a retraining per request); the others
+        # that need inputs would need them per request (held-out oracles, datamodel effects), which no job makes
+        if name not in ("do_nothing", "oracle") and (registered.needs or registered.kind != "finetune"):
+            raise ConfigError(f"config key ulira.methods.{name}: needs {', '.join(registered.needs)} per request; "
+                              "not available for U-LiRA")
         _check_schema(entry, {"$defs": schema["$defs"], **built_in[name]}, ("ulira", "methods", name))
     spec = dataset_spec(config)
     target = ulira["target_pool"]

@@ -13,7 +13,8 @@ speed.
 One step is: forward + loss (per model) -> backward -> optimiser step on the stacked parameters
 (:mod:`unlearnbench.optim`). The gradients sit in ``param.grad`` keyed by parameter name between the
 backward and the step, so per-parameter gradient masks, extra penalties on the loss, and parameter edits
-before or after a step fit in as stages of :func:`_train_step` without touching the rest.
+before or after a step are stages of :func:`_train_step` (:class:`Hooks`); a method sets them once and
+every model of every slice gets its own (its own mask, its own edit): batched still equals one at a time.
 
 On a GPU nothing in a step waits for the device: each phase's per-model orders (and augmentation
 parameters) are drawn on the host once per epoch and moved in one copy, divergence flags stay on the
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +33,7 @@ import numpy as np
 import torch
 
 from .augment import Augment
+from .named_layers import buffers_of
 from .optim import SGD, Adam, param_groups
 from .stack import ENGINE, ModelStack, train_channels_last
 
@@ -49,6 +52,8 @@ class Batch:
     indices: torch.Tensor  # [M, B] indices into the full data (train then val)
     inputs: torch.Tensor  # [M, B, ...]
     rows: Sequence[int]  # rows of the full stack these models occupy (to index per-model targets)
+    n_main: int | None = None  # with a paired phase: the first n_main points are the phase's own, the rest paired
+    epoch: int = 0  # the epoch of the step (1-based)
 
 
 @dataclass
@@ -59,6 +64,39 @@ class Phase:
     lr: float | Callable[[int], float]  # constant, or a function of the step index within the phase
     name: str = "phase"
     augment: Augment | None = None  # per-model data augmentation of this phase's batches (training)
+    # a second point set seen alongside (e.g. NegGrad+'s forget batch with each retain batch): each step also
+    # takes the next paired_batch_size of its points, cycled in a fresh per-model order whenever they run out,
+    # through a forward of their own (BatchNorm's batch statistics do not mix the two); the loss gets the
+    # logits of both, the phase's own first (``Batch.n_main``)
+    paired: np.ndarray | None = None
+    paired_batch_size: int = 0
+
+
+@dataclass
+class Hooks:
+    """What a method may change in the loop besides the loss; each stage works on one slice of the stack
+    (``part``, the models at ``rows`` of the full stack) and returns per-model values, so batched runs equal
+    one-at-a-time runs. All optional:
+
+    - ``before(part, rows)``: edit the slice's parameters in place before epoch 1 (re-initialise layers,
+      dampen, add noise); a run of no epochs' phases makes it an edit *instead of* training. Returns the
+      samples per model it passed through forward+backward (importance estimates), counted in the cost, or None.
+    - ``frozen``: parameter names the run never changes: no gradient, no optimiser state or weight decay, and
+      the BatchNorm statistics of their layers are restored after every epoch (train-mode forwards move them).
+    - ``grad_mask(part, rows)``: called once per slice after ``before``; name -> ``[m, ...]`` factors that
+      multiply every step's gradients (names left out are not masked). Weight decay, added by the optimiser
+      step, still reaches masked weights, as in ``torch.optim``.
+    - ``penalty(params, rows, epoch)``: a per-model ``[m]`` term added to every step's loss (e.g. an l1 norm);
+      ``params`` are the trained (not frozen) parameters, name -> ``[m, ...]``.
+    - ``after_step(params, rows, lr)``: edits those in place after each optimiser step, without gradients
+      (proximal steps, clamps).
+    """
+
+    before: Callable[[ModelStack, np.ndarray], object] | None = None
+    frozen: frozenset[str] = frozenset()
+    grad_mask: Callable[[ModelStack, np.ndarray], dict[str, torch.Tensor]] | None = None
+    penalty: Callable[[dict[str, torch.Tensor], np.ndarray, int], torch.Tensor] | None = None
+    after_step: Callable[[dict[str, torch.Tensor], np.ndarray, float], None] | None = None
 
 
 @dataclass
@@ -195,6 +233,7 @@ def run_loop(
     progress: Progress | None = None,
     compile: bool | None = None,
     channels_last: bool | None = None,
+    hooks: Hooks | None = None,
 ) -> RunRecord:
     """Train ``stack`` in place for ``epochs`` epochs (numbered from 1).
 
@@ -218,7 +257,7 @@ def run_loop(
         rows = list(range(start, min(start + chunk, n)))
         part = stack.select(rows)
         _run_part(part, rows, inputs, labels, [int(seeds[r]) for r in rows], optimiser, epochs, phases_for_epoch,
-                  on_epoch_end, per_epoch, samples, diverged, settings, progress)
+                  on_epoch_end, per_epoch, samples, diverged, settings, progress, hooks or Hooks())
         stack.assign(rows, part)
     snapshots = {e: np.concatenate(parts, axis=0) for e, parts in per_epoch.items()}
     return RunRecord(samples, diverged, snapshots)
@@ -232,17 +271,26 @@ class _Settings:
 
 
 def _run_part(part, rows, inputs, labels, seeds, optimiser, epochs, phases_for_epoch, on_epoch_end, per_epoch,
-              samples_by_epoch, diverged_by_epoch, settings, progress):
+              samples_by_epoch, diverged_by_epoch, settings, progress, hooks):
     m, device = part.n_models, part.device
+    samples = np.zeros(m, dtype=np.int64)
+    rows_array = np.asarray(rows)
+    if hooks.before is not None:
+        spent = hooks.before(part, rows_array)
+        samples += np.asarray(0 if spent is None else spent, dtype=np.int64)
+    masks = hooks.grad_mask(part, rows_array) if hooks.grad_mask is not None else {}
+    frozen_buffers = {k: part.buffers[k].clone() for k in buffers_of(part, hooks.frozen)}
     if settings.channels_last:
         part.to_channels_last()
-    for v in part.params.values():
+    trained = {k: v for k, v in part.params.items() if k not in hooks.frozen}
+    step_hooks = _StepHooks(masks, hooks.penalty, hooks.after_step, trained, rows_array)
+    for v in trained.values():
         v.requires_grad_(True)
-    opt = optimiser.build(part.params, part.batchnorm_params())
+    opt = optimiser.build(trained, part.batchnorm_params())
     forward = part.compiled_forward(ENGINE.compile_backend) if settings.compile else part.forward
     orders_rng = _model_generators(seeds)
     augment_rng: dict[Augment, list[np.random.Generator]] = {}
-    samples = np.zeros(m, dtype=np.int64)
+    paired_rng: dict[str, list[np.random.Generator]] = {}  # per phase name: the phase's own order is left alone
     diverged = np.zeros(m, dtype=bool)
     bad = torch.zeros(m, dtype=torch.bool, device=device)  # non-finite loss so far, read once per epoch
     for epoch in range(1, epochs + 1):
@@ -262,20 +310,31 @@ def _run_part(part, rows, inputs, labels, seeds, optimiser, epochs, phases_for_e
             else:
                 orders_dev, augment_dev = torch.from_numpy(orders).to(device), None
             batches = even_batches(orders.shape[1], phase.batch_size)
+            if phase.name not in paired_rng:
+                paired_rng[phase.name] = [np.random.default_rng([s, zlib.crc32(phase.name.encode())]) for s in seeds]
+            paired = _paired_orders(phase, rows, paired_rng[phase.name], len(batches), device)
             last_line = time.perf_counter()
             for step, (begin, end) in enumerate(batches):
                 idx = orders_dev[:, begin:end]
                 x = inputs[idx]
                 if augment is not None:
                     x = augment.apply(x, augment_dev[:, begin:end])
+                xs, n_main = [x], None
+                if paired is not None:
+                    extra = paired[:, step * phase.paired_batch_size:(step + 1) * phase.paired_batch_size]
+                    n_main, idx = idx.shape[1], torch.cat([idx, extra], dim=1)
+                    xs.append(inputs[extra])
                 lr = phase.lr(step) if callable(phase.lr) else phase.lr
-                bad |= _train_step(forward, opt, phase.loss, x, labels[idx], Batch(idx, x, rows), lr, settings.amp,
-                                   device)
-                samples += end - begin
-                seen += (end - begin) * m
+                batch = Batch(idx, xs[0] if len(xs) == 1 else torch.cat(xs, dim=1), rows, n_main, epoch)
+                bad |= _train_step(forward, opt, phase.loss, xs, labels[idx], batch, lr, settings.amp, device,
+                                   step_hooks)
+                samples += idx.shape[1]
+                seen += idx.shape[1] * m
                 if time.perf_counter() - last_line > progress.every_s and step + 1 < len(batches):
                     progress.within_epoch(rows, epoch, epochs, phase.name, step + 1, len(batches))
                     last_line = time.perf_counter()
+        for k, v in frozen_buffers.items():  # a frozen layer keeps its BatchNorm statistics too
+            part.buffers[k].copy_(v)
         diverged |= bad.cpu().numpy() | ~part.finite()  # the one read of the device per epoch
         samples_by_epoch[epoch][rows] = samples
         diverged_by_epoch[epoch][rows] = diverged
@@ -287,20 +346,58 @@ def _run_part(part, rows, inputs, labels, seeds, optimiser, epochs, phases_for_e
             per_epoch.setdefault(epoch, []).append(snap)
         if progress.reports(epoch, epochs):
             progress.accuracy(part, rows, epoch, inputs, labels, phases)
-        for v in part.params.values():
+        for v in trained.values():
             v.requires_grad_(True)
     for v in part.params.values():
         v.requires_grad_(False)
     part.to_contiguous()
 
 
-def _train_step(forward, opt, loss_fn, x, labels, batch, lr, amp, device) -> torch.Tensor:
+def _paired_orders(phase: Phase, rows, generators, steps: int, device) -> torch.Tensor | None:
+    """Per model, the paired points of every step of the phase: ``[m, steps x paired_batch_size]``, fresh
+    permutations of the model's paired points back to back, from the model's own generator of paired orders
+    (seeded by the model's seed and the phase's name: batched equals one at a time, and the phase's own
+    order is the one it has without a paired set)."""
+    if phase.paired is None or phase.paired_batch_size <= 0:
+        return None
+    if phase.augment is not None and phase.augment.active:
+        raise ValueError(f"phase {phase.name!r}: a paired point set with data augmentation is not supported")
+    points = phase.paired if phase.paired.ndim == 1 else phase.paired[rows]
+    need = steps * phase.paired_batch_size
+    orders = []
+    for i, g in enumerate(generators):
+        own = points if points.ndim == 1 else points[i]
+        if len(own) == 0:
+            raise ValueError(f"phase {phase.name!r}: no paired points")
+        rounds = -(-need // len(own))
+        orders.append(np.concatenate([g.permutation(own) for _ in range(rounds)])[:need])
+    return torch.from_numpy(np.stack(orders)).to(device)
+
+
+@dataclass
+class _StepHooks:
+    masks: dict[str, torch.Tensor]
+    penalty: Callable | None
+    after_step: Callable | None
+    params: dict[str, torch.Tensor]  # the trained parameters (frozen ones left out)
+    rows: np.ndarray
+
+
+def _train_step(forward, opt, loss_fn, xs, labels, batch, lr, amp, device, hooks: _StepHooks) -> torch.Tensor:
     """One optimiser step of every model of the slice; returns the per-model "loss not finite" flags
-    (on the device)."""
+    (on the device). ``xs``: the phase's batch, and the paired batch if any (a forward each)."""
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-        logits = forward(x, train=True)
-        losses = loss_fn(logits.float(), labels, batch)
+        logits = [forward(x, train=True).float() for x in xs]
+        losses = loss_fn(logits[0] if len(logits) == 1 else torch.cat(logits, dim=1), labels, batch)
+    if hooks.penalty is not None:
+        losses = losses + hooks.penalty(hooks.params, hooks.rows, batch.epoch)
     opt.zero_grad()
     losses.sum().backward()  # models are independent: each gets its own loss's gradient
+    if hooks.masks:
+        names = [n for n in hooks.masks if n in hooks.params and hooks.params[n].grad is not None]
+        torch._foreach_mul_([hooks.params[n].grad for n in names], [hooks.masks[n] for n in names])
     opt.step(lr)
+    if hooks.after_step is not None:
+        with torch.no_grad():
+            hooks.after_step(hooks.params, hooks.rows, lr)
     return ~torch.isfinite(losses.detach())

@@ -68,10 +68,11 @@ def unlearn_stack(
         ctx.targets["oracle_logits"] = logits[torch.as_tensor(slot, device=logits.device)]
         log.info("oracle matching targets (base model -> held-out oracle): %s",
                  ", ".join(f"{b}->{o}" for b, o in zip(base.model_index, matching_oracles.model_index[matched])))
-    plan = build(ctx, **hyperparameters)
     snapshots = sorted(set(int(e) for e in snapshot_epochs))
     if snapshots[0] < 1:
         raise ValueError(f"snapshot epochs of a finetune method start at 1, got {snapshots}")
+    ctx.epochs = snapshots[-1]
+    plan = build(ctx, **hyperparameters)
     n_points = len(labels)
     margins = np.full((len(snapshots), base.n_models, n_points), np.nan, dtype=np.float32)
     correct = np.zeros((len(snapshots), base.n_models, n_points), dtype=bool)
@@ -82,7 +83,7 @@ def unlearn_stack(
             margins[s, rows], correct[s, rows] = stack_outputs(part, inputs, labels)
 
     record = run_loop(base, inputs, labels, seeds, plan.optimiser, max(snapshots), plan.phases, snapshot,
-                      models_per_batch)
+                      models_per_batch, hooks=plan.hooks)
     # diverged: non-finite loss, weights or BatchNorm statistics, or margins that overflowed
     diverged = np.stack([record.diverged[e] for e in snapshots]) | ~np.isfinite(margins).all(axis=-1)
     margins[diverged] = np.nan  # a diverged model's margins are meaningless; scoring saturates them

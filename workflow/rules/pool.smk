@@ -109,6 +109,7 @@ rule ulira_unlearn:
     params:
         hyperparameters=get_ulira_hyperparameters,
         epochs=get_ulira_snapshot_epochs,
+        plugins=get_method_plugin,
         seeds=get_ulira_seeds,
         recipe=(config["pool"] or {}).get("train"),
         tta=(config["pool"] or {}).get("tta"),

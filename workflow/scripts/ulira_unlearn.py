@@ -12,6 +12,7 @@ pool_jobs.ulira_unlearn(
     snakemake.params.seeds,
     snakemake.params.recipe,
     snakemake.output.runs,
+    plugins=snakemake.params.plugins,
     threads=snakemake.threads,
     device=snakemake.params.device,
     models_per_batch=snakemake.params.models_per_batch,

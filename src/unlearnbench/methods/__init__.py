@@ -48,6 +48,15 @@ METHODS: dict[str, Registered] = {
     "oracle_matching": Registered("unlearnbench.methods.oracle_matching:build", needs=("matching_oracles",)),
     "dm_matching": Registered("unlearnbench.methods.dm_matching:build", needs=("datamodel_effect",)),
     "dm_direct": Registered("unlearnbench.methods.dm_direct:build", "margins", ("base_margins", "datamodel_effect")),
+    "neggrad_plus": Registered("unlearnbench.methods.neggrad_plus:build"),
+    "random_labels": Registered("unlearnbench.methods.random_labels:build"),
+    "salun": Registered("unlearnbench.methods.salun:build"),
+    "l1_sparse": Registered("unlearnbench.methods.l1_sparse:build"),
+    "ssd": Registered("unlearnbench.methods.ssd:build"),
+    "fisher": Registered("unlearnbench.methods.fisher:build"),
+    "bad_teacher": Registered("unlearnbench.methods.bad_teacher:build"),
+    "cf_k": Registered("unlearnbench.methods.cf_k:build"),
+    "eu_k": Registered("unlearnbench.methods.eu_k:build"),
 }
 
 

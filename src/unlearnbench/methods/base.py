@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data.splits import NormalisedImages
-from ..loop import Batch, Optimiser, Phase
+from ..loop import Batch, Hooks, Optimiser, Phase
+from ..seeds import derive_seed
 from ..stack import ModelStack
 
 
@@ -19,6 +20,7 @@ from ..stack import ModelStack
 class Plan:
     optimiser: Optimiser
     phases: Callable[[int], list[Phase]]  # epoch (1-based) -> phases of that epoch, in order
+    hooks: Hooks = field(default_factory=Hooks)  # masks, penalties, parameter edits, frozen layers (loop.Hooks)
 
 
 @dataclass
@@ -36,7 +38,9 @@ class UnlearningContext:
     original: ModelStack  # frozen copy of the models before unlearning (e.g. SCRUB's teacher)
     seeds: list[int]
     targets: dict[str, torch.Tensor] = field(default_factory=dict)  # per-model targets, e.g. oracle logits
+    epochs: int = 0  # the run's last epoch (its last snapshot), e.g. for a schedule over the whole run
     _teachers: dict = field(default_factory=dict, repr=False)
+    _fresh: dict = field(default_factory=dict, repr=False)
     _rows: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -47,13 +51,32 @@ class UnlearningContext:
     def phase(self, points: np.ndarray, loss, lr, batch_size: int, name: str, augment=None) -> Phase:
         return Phase(np.asarray(points), int(batch_size), loss, lr if callable(lr) else float(lr), name, augment)
 
-    @torch.no_grad()
     def original_logits(self, batch: Batch) -> torch.Tensor:
         """Eval-mode logits of the models *before* unlearning on this batch: ``[M, B, C]``."""
-        rows = tuple(batch.rows)
-        if rows not in self._teachers:
-            self._teachers[rows] = self.original.select(rows)
-        return self._teachers[rows].forward(batch.inputs, train=False).float()
+        return self.teacher_logits(self.original, batch)
+
+    @torch.no_grad()
+    def teacher_logits(self, teacher: ModelStack, batch: Batch) -> torch.Tensor:
+        """Eval-mode logits of a frozen stack of teachers (one per model, e.g. :attr:`original` or
+        :meth:`fresh_models`) on this batch: ``[M, B, C]``."""
+        key = (id(teacher), tuple(batch.rows))
+        if key not in self._teachers:
+            self._teachers[key] = teacher.select(key[1])
+        return self._teachers[key].forward(batch.inputs, train=False).float()
+
+    def fresh_models(self, stream: str) -> ModelStack:
+        """Freshly initialised models of the same architecture, one per model, each seeded by (its model's
+        seed, ``stream``): a random teacher, or the source of re-initialised layers. Built once per stream."""
+        if stream not in self._fresh:
+            seeds = [derive_seed("fresh", stream, s) for s in self.seeds]
+            o = self.original
+            self._fresh[stream] = ModelStack.initialise(o.arch, o.num_classes, o.in_channels, seeds, o.model_index,
+                                                        o.device)
+        return self._fresh[stream]
+
+    def trained_points(self) -> np.ndarray:
+        """Each model's training points before unlearning, retain then forget: ``[M, n_retain + n_forget]``."""
+        return np.concatenate([self.retain, self.forget], axis=1)
 
     def target(self, name: str, batch: Batch) -> torch.Tensor:
         """Per-model per-point targets (``targets[name]`` is ``[M, P, ...]``) gathered for this batch."""
