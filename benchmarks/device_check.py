@@ -128,23 +128,20 @@ def synthetic(n: int, device: str):
             torch.randint(0, 10, (n,), generator=gen).to(device))
 
 
-def sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def train_seconds(x, y, recipe, n_models: int, device: str) -> float:
-    """Seconds of one epoch of ``n_models`` trained as one stack, after a two-step warm-up at that size."""
+def train_once(x, y, n_images: int, recipe, n_models: int, device: str) -> float:
+    """Seconds of one epoch of ``n_models`` trained as one stack on the first ``n_images`` (set-up excluded)."""
     from train_throughput import time_training  # benchmarks/train_throughput.py: stack set-up + timed train_stack
 
     from unlearnbench.training import mixed_precision
 
-    amp = mixed_precision(device)
-    points = np.arange(len(y))
-    time_training("resnet9", 10, 3, x, y, points[: 2 * recipe.batch_size], recipe, n_models, n_models, device, amp)
-    return time_training("resnet9", 10, 3, x, y, points, recipe, n_models, n_models, device, amp)
+    return time_training("resnet9", 10, 3, x, y, np.arange(n_images), recipe, n_models, n_models, device,
+                         mixed_precision(device))
+
+
+def train_seconds(x, y, recipe, n_models: int, device: str) -> float:
+    """:func:`train_once` on all of ``y``, after a two-step warm-up at the same stack size."""
+    train_once(x, y, 2 * recipe.batch_size, recipe, n_models, device)
+    return train_once(x, y, len(y), recipe, n_models, device)
 
 
 class Figures:
@@ -162,6 +159,11 @@ class Figures:
 
     def of_peak(self, images_per_s: float, train: bool = True) -> str:
         return "n/a" if self.peak is None else f"{100 * self.tflops(images_per_s, train) / self.peak:.1f} %"
+
+
+def number(value: float) -> str:
+    """Thousands separated above 100, three significant digits below (a CPU's models/hour is well under 1)."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def table(header, rows):
@@ -186,7 +188,7 @@ def train_section(sizes, recipe, figures, device, x, y):
         rate = m * len(y) / seconds
         mph = figures.models_per_hour(rate)
         base = mph if m == 1 else base
-        rows.append((m, f"{seconds:.2f}", f"{rate:,.0f}", f"{mph:,.1f}", f"{mph / base:.2f}" if base else "",
+        rows.append((m, f"{seconds:.2f}", f"{rate:,.0f}", number(mph), f"{mph / base:.2f}" if base else "",
                      f"{figures.tflops(rate):.2f}", figures.of_peak(rate)))
     print(f"## 1. Training: stacks of M ResNet-9s, one epoch of {len(y):,} images each, batch {recipe.batch_size}")
     table(("M", "seconds", "images/s", "models/hour", "ratio to M=1", "TFLOP/s", "of peak"), rows)
@@ -199,17 +201,12 @@ def worker(args) -> None:
     device = torch_setup(args.threads, args.worker)
     recipe = measured_recipe(published_recipe(), args.batch_size)
     x, y = synthetic(args.images, device)
-    train_seconds(x[: 2 * recipe.batch_size], y[: 2 * recipe.batch_size], recipe, args.proc_models, device)
+    train_once(x, y, 2 * recipe.batch_size, recipe, args.proc_models, device)
     print(json.dumps({"ready": device}), flush=True)
     sys.stdin.readline()  # the barrier: every worker is warm before any starts the clock
-    start = time.time()
-    from train_throughput import time_training
-
-    from unlearnbench.training import mixed_precision
-
-    time_training("resnet9", 10, 3, x, y, np.arange(len(y)), recipe, args.proc_models, args.proc_models, device,
-                  mixed_precision(device))
-    print(json.dumps({"start": start, "end": time.time()}), flush=True)
+    seconds = train_once(x, y, len(y), recipe, args.proc_models, device)
+    end = time.time()
+    print(json.dumps({"start": end - seconds, "end": end}), flush=True)
 
 
 def _report(proc, procs, k) -> dict:
@@ -245,7 +242,7 @@ def processes_section(sizes, args, figures, device, workdir: Path):
         rate = k * sizes["proc_models"] * sizes["images"] / wall
         mph = figures.models_per_hour(rate)
         base = base or mph
-        rows.append((k, ", ".join(sorted(set(devices))), f"{wall:.2f}", f"{rate:,.0f}", f"{mph:,.1f}",
+        rows.append((k, ", ".join(sorted(set(devices))), f"{wall:.2f}", f"{rate:,.0f}", number(mph),
                      f"{mph / base:.2f}", f"{figures.tflops(rate):.2f}", figures.of_peak(rate)))
     print(f"## 2. k processes per device, each a stack of {sizes['proc_models']} ResNet-9s "
           f"(one epoch of {sizes['images']:,} images), started together after their warm-up")
@@ -332,10 +329,10 @@ def dag_section(sizes, recipe, args, workdir: Path) -> None:
     jobs = (proc.stdout + proc.stderr).count("Finished jobid")
     summary = flow / "results" / "klom_summary.csv"
     print(f"## 4. The DAG: `snakemake {' '.join(cmd[3:])}` in {flow}")
-    print(f"{5 * sizes['dag_images_per_batch']:,} generated train images in the CIFAR-10 format, N = {sizes['dag_models']}"
-          f", {sizes['dag_epochs']} epoch(s), forget set of {sizes['dag_forget']}")
-    table(("wall s", "jobs run", "klom_summary.csv rows"),
-          [(f"{wall:.1f}", jobs, sum(1 for _ in open(summary)) - 1 if summary.exists() else "missing")])
+    print(f"{5 * sizes['dag_images_per_batch']:,} generated train images in the CIFAR-10 format, "
+          f"N = {sizes['dag_models']}, {sizes['dag_epochs']} epoch(s), forget set of {sizes['dag_forget']}")
+    rows = len(summary.read_text().splitlines()) - 1 if summary.exists() else "missing"
+    table(("wall s", "jobs run", "klom_summary.csv rows"), [(f"{wall:.1f}", jobs, rows)])
 
 
 def main(argv=None) -> None:
