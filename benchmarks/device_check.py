@@ -10,17 +10,17 @@ Sections, each printed as a table when it is done:
    (``train_stack``, ``models_per_batch`` = the stack, bf16 autocast on a GPU: what a training job does),
    on synthetic CIFAR-shaped data (random images; speed does not depend on pixel values). ``models/hour``
    is full-recipe models (``epochs`` x 50,000 images of config/cifar10.yaml) per hour, extrapolated linearly
-   from the measured epoch over ``--images`` images, after a warm-up of two steps at the same stack size.
-2. **k processes per GPU** - k worker processes (each a stack of ``--proc-models``), started together
+   from one measured epoch (10,240 images), after a warm-up of two steps at the same stack size.
+2. **k processes per GPU** - k = 1, 2, 4 worker processes (each a stack of 5), started together
    behind a barrier after their warm-up, each taking its own slot of ``claim_device("cuda/<k>")`` (the
    lock of ``resources.jobs_per_gpu: k``); models/hour over the wall time from the first start to the last
    end, and its ratio to one process.
-3. **Margin pass** - eval-mode margins (``stack_margins``, the automatic chunk size) of a stack of
-   ``--margin-models`` on ``--margin-images`` images: model-images per second.
+3. **Margin pass** - eval-mode margins (``stack_margins``, the automatic chunk size) of a stack of 25
+   models on 10,000 images: model-images per second.
 4. **The DAG** - a small CIFAR-10 run through ``snakemake --cores 8 --resources gpu=1`` (``gpu=k`` with
-   ``--dag-jobs-per-gpu k``): generated images
-   written in the real CIFAR-10 on-disk format (``cifar-10-batches-py``, pickled dicts of uint8 rows), N = 8
-   models per family, the recipe shortened to 2 epochs, one forget set, ``do_nothing`` / ``oracle`` /
+   ``--dag-jobs-per-gpu k``): generated images written in the real CIFAR-10 on-disk format
+   (``cifar-10-batches-py``, pickled dicts of uint8 rows; 10,000 train, 2,000 test), N = 8 models per
+   family, the recipe shortened to 2 epochs, one forget set, ``do_nothing`` / ``oracle`` /
    ``gradient_ascent``; wall time and jobs run.
 
 TFLOP/s counts the convolutions and matrix products of ResNet-9 as ``torch.utils.flop_counter`` counts them
@@ -30,8 +30,9 @@ a lower bound of the arithmetic done. The fraction of peak divides by the device
 peak (training runs in bf16 autocast) from NVIDIA's data sheets, :data:`PEAK_BF16_TFLOPS`; ``--peak-tflops``
 overrides it (a CPU has no entry: no fraction is printed).
 
-Ratios compare rows of the same run on the same device. Each GPU section runs with its own GPU-lock folder
-(``UNLEARNBENCH_GPU_LOCK_DIR``), so this process's slot never blocks the workers or the DAG's jobs.
+The sizes are :data:`FULL`'s (``--smoke``: :data:`SMOKE`'s). Ratios compare rows of the same run on the same
+device. Each GPU section runs with its own GPU-lock folder (``UNLEARNBENCH_GPU_LOCK_DIR``), so this process's
+slot never blocks the workers or the DAG's jobs.
 """
 
 from __future__ import annotations
