@@ -54,6 +54,17 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
     return counts
 
 
+SNAKEMAKE_FIXTURES = {"tiny_run", "workflow_copy"}
+
+
+def pytest_collection_modifyitems(items):
+    """A test that runs the workflow through one of the snakemake fixtures is a workflow test, marked or not:
+    the fast lane (``-m "not workflow and not system"``) must not start a snakemake run by a fixture."""
+    for item in items:
+        if SNAKEMAKE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.workflow)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """The tiny config run end to end once; tests read its results (and must not modify them)."""

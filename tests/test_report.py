@@ -368,6 +368,7 @@ def find_chromium() -> str:
     return shutil.which("chromium")
 
 
+@pytest.mark.system  # installs Chromium with apt-get when missing
 def test_html_report_is_self_contained_and_renders_in_a_browser(tiny_run, tmp_path):
     snakemake(tiny_run, "--report", "results/report.html", "--configfile", TINY_CONFIG)
     report = tiny_run / "results/report.html"
