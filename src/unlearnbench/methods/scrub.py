@@ -7,6 +7,8 @@ mode. (The published code gave the optimiser the teacher's parameters, so its st
 
 from .base import Plan, cross_entropy, kd_loss, sgd
 
+LR_DECAY_EPOCHS = (3, 5, 9)  # the published schedule: lr x0.1 after each of these epochs
+
 
 def build(
     ctx,
@@ -17,7 +19,6 @@ def build(
     gamma: float = 0.99,
     alpha: float = 0.1,
     temperature: float = 4.0,
-    lr_decay_epochs: tuple = (3, 5, 9),
     **optimiser,
 ):
     """``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`): plain SGD
@@ -32,7 +33,7 @@ def build(
         return gamma * cross_entropy(logits, labels) + alpha * kd
 
     def phases(epoch: int):
-        epoch_lr = lr * 0.1 ** sum(epoch > d for d in lr_decay_epochs)  # x0.1 after epochs 3, 5, 9
+        epoch_lr = lr * 0.1 ** sum(epoch > d for d in LR_DECAY_EPOCHS)
         forget = ctx.phase(ctx.forget, forget_loss, epoch_lr, forget_batch_size, "max")
         retain = ctx.phase(ctx.retain, retain_loss, epoch_lr, batch_size, "min")
         return ([forget] if epoch <= ascent_epochs else []) + [retain]
