@@ -22,7 +22,6 @@ The published CIFAR-10 sets come from the Hugging Face data set "royrin/KLOM-mod
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import urllib.error
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .content_digests import sha256 as file_sha256
 from .storage import atomic_path
 
 NPY_HEADER_LIMIT = 2**16 + 16  # a .npy header is below 64 KiB (format versions 1-3), plus magic and lengths
@@ -47,19 +47,11 @@ def index_file_limit(n_train: int) -> int:
     return 8 * int(n_train) + NPY_HEADER_LIMIT
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_sha256(path: str | os.PathLike, expected: str | None, what: str) -> None:
     """Raise :class:`DownloadError` when ``expected`` is given and ``path`` hashes to something else."""
     if not expected:
         return
-    got = sha256_file(path)
+    got = file_sha256(path)
     if got != expected.lower():
         raise DownloadError(f"{what}: sha256 {got} differs from the {expected} pinned in the config (sha256)")
 

@@ -33,7 +33,7 @@ import os
 import re
 from pathlib import Path
 
-from .downloads import sha256_file
+from .content_digests import sha256 as file_sha256
 from .storage import atomic_path
 
 log = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ def _download(source: Source, commit: str, names: list[str], max_workers: int) -
 def verify_file(path: str, name: str, expected: dict[str, str | None]) -> str:
     """sha256 of the cached ``path`` of ``name``, checked against its blob name and each pin in ``expected``
     (``{"config import.sha256": digest, "lock file x": digest}``); raise :class:`HubError` on a mismatch."""
-    digest = sha256_file(path)
+    digest = file_sha256(path)
     blob = os.path.basename(os.path.realpath(path))
     if SHA256.fullmatch(blob) and blob != digest:
         raise HubError(
