@@ -398,3 +398,16 @@ def test_html_report_is_self_contained_and_renders_in_a_browser(tiny_run, tmp_pa
     dom = subprocess.run([browser, *flags, f"--user-data-dir={tmp_path / 'profile2'}", "--virtual-time-budget=5000",
                           "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert re.search(r'<div id="app"><[a-z]', dom), dom[:2000]
+
+
+def test_a_long_tradeoff_legend_stays_inside_the_figure():
+    """Twenty methods with two grid points each: the legend takes more columns (the figure widens) instead of
+    running off the bottom of the image."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    table = protocol_summary(methods=("do_nothing", "oracle", *(f"method{i:02d}" for i in range(20))))
+    fig = plots.tradeoff_figure(table, "1")
+    FigureCanvasAgg(fig).draw()
+    legend, frame = fig.legends[0].get_window_extent(), fig.bbox
+    assert len(fig.legends[0].get_texts()) > plots.LEGEND_ROWS
+    assert frame.x0 <= legend.x0 and legend.x1 <= frame.x1 and frame.y0 <= legend.y0 and legend.y1 <= frame.y1

@@ -26,6 +26,9 @@ from .selection import GROUPS, wide
 from .summary_md import (ci_columns, forget_set_order, forget_set_title, headline_runs, method_order, normalise,
                          roles, selection_rule, with_protocol)
 
+LEGEND_ROWS = 22  # entries per column of the trade-off figure's legend
+LEGEND_COLUMN_WIDTH = 3.2  # inches
+
 MARKERS = "osD^vP*Xph<>"
 GROUP_COLOURS = {"forget": "#d62728", "retain": "#1f77b4", "val": "#2ca02c"}
 ROLE_COLOURS = {"no_unlearning": "#7f7f7f", "oracle": "#000000", "retrain": "#8c564b"}
@@ -181,7 +184,10 @@ def tradeoff_figure(summary: pd.DataFrame, forget_set: str, stat: str = "p95", c
     if (table["diverged"] > 0).any():
         handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="none", markeredgecolor="red",
                               label="models diverged"))
-    fig.legend(handles=handles, loc="outside right upper", fontsize="small", title="method, grid point")
+    # about 22 small-font entries fit the figure's height: more (many methods and grid points) go side by side
+    ncols = -(-len(handles) // LEGEND_ROWS)
+    fig.set_figwidth(fig.get_figwidth() + LEGEND_COLUMN_WIDTH * (ncols - 1))  # the panels keep their width
+    fig.legend(handles=handles, loc="outside right upper", fontsize="small", title="method, grid point", ncols=ncols)
     title = forget_set_title(str(forget_set), summary)
     fig.suptitle(textwrap.fill(text(f"{title}: KLOM {stat.upper()} against relative cost; runs chosen by {rule} on "
                                     "the selection sample, reported on the report sample"), 130))
