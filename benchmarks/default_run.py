@@ -3,6 +3,7 @@ produce the same results.
 
     python benchmarks/default_run.py --baseline 9866cf3                 # vs HEAD, the reference config
     python benchmarks/default_run.py --baseline 9866cf3 --config .test/config/config.yaml --repeats 2
+    python benchmarks/default_run.py --baseline 9866cf3 --config own     # each revision's own default run
 
 Each run is a fresh clone of this repository checked out at the revision, with the chosen config file
 copied in (the same bytes for both revisions: the reference config, ``benchmarks/reference_config.yaml``,
@@ -42,16 +43,20 @@ def git(*args: str, cwd: Path = REPO) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def clone(revision: str, dest: Path, config: Path) -> Path:
+def clone(revision: str, dest: Path, config: Path | None) -> Path:
+    """A clone at ``revision`` with ``config`` copied in (None: the revision runs its own default config)."""
     subprocess.run(["git", "clone", "--quiet", "--no-checkout", str(REPO), str(dest)], check=True)
     git("checkout", "--quiet", revision, cwd=dest)
-    shutil.copy(config, dest / "benchmark_config.yaml")
+    if config is not None:
+        shutil.copy(config, dest / "benchmark_config.yaml")
     return dest
 
 
 def run_workflow(workdir: Path, cores: int, timeout: int) -> tuple[float, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # each clone imports its own src/
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", "benchmark_config.yaml"]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores)]
+    if (workdir / "benchmark_config.yaml").exists():
+        cmd += ["--configfile", "benchmark_config.yaml"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
     seconds = time.perf_counter() - start
@@ -161,7 +166,8 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline", required=True, help="git revision to compare against (e.g. the commit before a change)")
     parser.add_argument("--candidate", default="HEAD", help="git revision to time (default HEAD: commit your work first)")
     parser.add_argument("--config", default=str(REPO / "benchmarks/reference_config.yaml"),
-                        help="config file used for both (default: the reference config)")
+                        help="config file used for both (default: the reference config); 'own': each revision "
+                             "runs its own config/config.yaml (the default run as it was at that revision)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each revision, alternating")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--atol", type=float, default=0.0)
@@ -170,7 +176,7 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the clones (their paths are printed)")
     args = parser.parse_args(argv)
 
-    config = Path(args.config).resolve()
+    config = None if args.config == "own" else Path(args.config).resolve()
     revisions = {"baseline": git("rev-parse", args.baseline), "candidate": git("rev-parse", args.candidate)}
     root = Path(tempfile.mkdtemp(prefix="default_run."))
     times: dict[str, list[float]] = {"baseline": [], "candidate": []}
@@ -187,7 +193,7 @@ def main(argv=None) -> int:
                     shutil.rmtree(last[name])
                 last[name] = workdir
         base, cand = statistics.median(times["baseline"]), statistics.median(times["candidate"])
-        print(f"\nconfig {config}, snakemake --cores {args.cores}, {args.repeats} run(s) each")
+        print(f"\nconfig {config or 'each revision its own config/config.yaml'}, snakemake --cores {args.cores}, {args.repeats} run(s) each")
         print(f"baseline  {revisions['baseline'][:10]}: " + ", ".join(f"{t:.1f}" for t in times["baseline"])
               + f" s (median {base:.1f} s)")
         print(f"candidate {revisions['candidate'][:10]}: " + ", ".join(f"{t:.1f}" for t in times["candidate"])
