@@ -220,6 +220,19 @@ def test_easydub_scenario_fetches_margins_only():
     assert assets.oracle_margins[("10", 7)][-1] == EASYDUB.oracle_margins(10, 199)
 
 
+def test_a_selecting_method_imports_the_selection_base_models_and_trains_the_selection_oracles():
+    """With a grid to choose from, the selection sample's base models (100-199) come from the Hub too, but its
+    oracles (indices past the scored and held-out 200 the data set publishes per forget set) are trained."""
+    config = load_config("easydub.yaml")
+    config["import"]["base"] = "both"
+    config["methods"]["gradient_ascent"] = {"lr": [0.01, 0.1], "epochs": [1]}
+    config = validate(config, SCHEMA)
+    assets = hub_assets(config)
+    assert assets.base_weights[7][-1] == EASYDUB.base_weights(199)  # base shards 4-7: the selection sample
+    assert sorted({shard for _, shard in assets.oracle_margins}) == list(range(8))  # scored 0-3, held out 4-7
+    assert max(int(name.rsplit("id_", 1)[1].split("_")[0]) for name in assets.files if "/oracle/" in name) == 199
+
+
 def test_cifar10_scenario_pins_the_published_forget_sets():
     config = validate(load_config("cifar10.yaml"), SCHEMA)
     assets = hub_assets(config)
