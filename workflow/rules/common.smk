@@ -379,11 +379,13 @@ def selected_run(method, forget_set):
     return options[0] if len(options) == 1 else None
 
 
-def scored_runs():
-    """(method, run, forget set, {sample}) of every KLOM score the summary collects."""
+def scored_runs(chosen=True):
+    """(method, run, forget set, {sample}) of every KLOM score the summary collects; with chosen=False
+    only those of the methods without a choice (known before any select_run has run)."""
     return [
         (m, run, fs, sample)
         for m in RUNS
+        if chosen or not selects(m)
         for fs in FORGET_SETS
         for run, sample in selection.scored_runs(
             config, m, selected_run(m, fs) if selects(m) else None
@@ -391,14 +393,19 @@ def scored_runs():
     ]
 
 
-def get_all_scores(wildcards, name):
-    """One file ``name`` (stats.csv or epsilon.csv) of every KLOM score the summary collects."""
+def score_paths(runs, name):
+    """One file ``name`` (stats.csv or epsilon.csv) of each score in ``runs`` (from scored_runs)."""
     return [
         f"{SCORES}/{name}".format(
             dataset=DATASET, method=m, run=r, forget_set=fs, sample=sample
         )
-        for m, r, fs, sample in scored_runs()
+        for m, r, fs, sample in runs
     ]
+
+
+def get_all_scores(wildcards, name):
+    """One file ``name`` of every KLOM score the summary collects."""
+    return score_paths(scored_runs(), name)
 
 
 def get_selection_files(wildcards=None):
@@ -561,15 +568,7 @@ def unselected_scores():
     as well as by the summary: while a select_run checkpoint is to rerun, the summary's inputs are
     unknown, and without this a dry run (or `--summary`) would not show these jobs either.
     """
-    return [
-        f"{SCORES}/stats.csv".format(
-            dataset=DATASET, method=m, run=run, forget_set=fs, sample=sample
-        )
-        for m in RUNS
-        if not selects(m)
-        for fs in FORGET_SETS
-        for run, sample in selection.scored_runs(config, m, None)
-    ]
+    return score_paths(scored_runs(chosen=False), "stats.csv")
 
 
 def get_final_outputs():
