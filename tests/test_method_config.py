@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from jsonschema import Draft202012Validator
 
-from unlearnbench.config import ConfigError, SNAPSHOT_KEY, grid, validate
+from unlearnbench.config import ConfigError, SNAPSHOT_KEY, grid, load_schema, validate
 from unlearnbench.methods import METHODS, load_build, lookup
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +26,10 @@ def default_config():
 
 @pytest.mark.parametrize("name", FINETUNE)
 def test_schema_keys_are_the_build_signature(name):
-    entry = yaml.safe_load(SCHEMA.read_text())["properties"]["methods"]["properties"][name]
+    """The schema, as loaded, takes exactly the keys of the imported build (the syntax-tree reading of
+    unlearnbench.method_schema agrees with Python's own), and each default is a value the schema accepts."""
+    schema = load_schema(SCHEMA)
+    entry = schema["properties"]["methods"]["properties"][name]
     keys = set(entry["properties"]) - {SNAPSHOT_KEY}
     signature = inspect.signature(load_build(lookup(name)))
     params = {k: p for k, p in signature.parameters.items() if k != "ctx" and p.kind != p.VAR_KEYWORD}
@@ -33,6 +37,9 @@ def test_schema_keys_are_the_build_signature(name):
     assert keys == set(params) | (SGD_KEYS if takes_sgd_keys else set())
     required = {k for k, p in params.items() if p.default is inspect.Parameter.empty}
     assert set(entry["required"]) == required | {SNAPSHOT_KEY}
+    for k, p in params.items():
+        if p.default is not inspect.Parameter.empty:
+            Draft202012Validator({"$defs": schema["$defs"], **entry["properties"][k]}).validate(p.default)
 
 
 @pytest.mark.parametrize("name", FIELD)

@@ -88,15 +88,38 @@ def validate(config: dict, schema_path: str | os.PathLike, import_plugins: bool 
 
 
 @functools.lru_cache(maxsize=4)
-def _parse_schema(path: str, mtime_ns: int) -> dict:
+def _parse_schema(path: str, mtime_ns: int, registries: tuple) -> dict:
     with open(path) as fh:
         # libyaml when present: 15 ms instead of 148 ms for this schema (measured; every job parses it)
-        return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        schema = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return _with_registries(schema)
+
+
+def _registries() -> tuple:
+    from .methods import METHODS
+    from .models import MODELS
+
+    return tuple(METHODS.items()), tuple(DATASETS.items()), tuple(MODELS.items())
+
+
+def _with_registries(schema: dict) -> dict:
+    """What the registries own: the names of data sets and models, and each built-in method's entry, read from
+    its ``build`` signature (:mod:`unlearnbench.method_schema`)."""
+    from .method_schema import methods_schema
+    from .methods import METHODS
+    from .models import MODELS
+
+    properties = schema["properties"]
+    properties["dataset"]["enum"] = list(DATASETS)
+    properties["model"]["enum"] = list(MODELS)
+    properties["methods"]["properties"] = methods_schema(METHODS)
+    return schema
 
 
 def load_schema(schema_path: str | os.PathLike) -> dict:
-    """The parsed schema (cached per path and modification time; callers must not modify it)."""
-    return _parse_schema(os.path.abspath(schema_path), os.stat(schema_path).st_mtime_ns)
+    """The parsed schema, completed from the registries (cached per path, modification time and registry
+    contents; callers must not modify it)."""
+    return _parse_schema(os.path.abspath(schema_path), os.stat(schema_path).st_mtime_ns, _registries())
 
 
 def _check_schema(instance, schema: dict, prefix: tuple = ()) -> None:
@@ -323,17 +346,19 @@ def _check_plugin_entry(name: str, entry: dict, section: str = "methods") -> Non
 
 
 def _check_models(config: dict, schema: dict) -> None:
-    """Held-out oracles: the ``oracle`` method's unlearned models are the held-out oracles, and a KLOM score
-    needs at least 2 unlearned models (the ε score's buckets are undefined for one); oracle matching needs
-    one target oracle."""
-    methods, held_out = config["methods"], config["n_holdout_oracles"]
-    if "oracle" in methods and held_out < MIN_SCORED_MODELS:
-        raise ConfigError(
-            f"config key n_holdout_oracles: the oracle method scores the held-out oracles as its unlearned models; "
-            f"it needs at least {MIN_SCORED_MODELS}, got {held_out}"
-        )
-    if "oracle_matching" in methods and held_out < 1:
-        raise ConfigError("config key n_holdout_oracles: oracle_matching needs at least 1 held-out oracle as target")
+    """Held-out oracles: a method that needs their margins (``oracle``) scores them as its unlearned models, and
+    a KLOM score needs at least 2 unlearned models (the ε score's buckets are undefined for one); a method that
+    matches held-out oracles (``oracle_matching``) needs one target oracle."""
+    held_out = config["n_holdout_oracles"]
+    for name in config["methods"]:
+        if "holdout_margins" in _registry_needs(name, config) and held_out < MIN_SCORED_MODELS:
+            raise ConfigError(
+                f"config key n_holdout_oracles: the {name} method scores the held-out oracles as its unlearned "
+                f"models; it needs at least {MIN_SCORED_MODELS}, got {held_out}"
+            )
+    for name in config["methods"]:
+        if "matching_oracles" in _registry_needs(name, config) and held_out < 1:
+            raise ConfigError(f"config key n_holdout_oracles: {name} needs at least 1 held-out oracle as target")
     if config["pool"] and config["pool"]["n_models"] <= config["datamodels"]["holdout_models"]:
         raise ConfigError("config key datamodels.holdout_models: must be below pool.n_models")
 
@@ -362,7 +387,7 @@ def _check_resources(config: dict, schema: dict) -> None:
 def _check_pool_users(config: dict, schema: dict) -> None:
     pool_users = []
     if not config["datamodels"].get("import"):  # imported datamodels replace the pool fit
-        pool_users += [f"methods.{m}" for m in config["methods"] if m in ("dm_matching", "dm_direct")]
+        pool_users += [f"methods.{m}" for m in config["methods"] if "datamodel_effect" in _registry_needs(m, config)]
         pool_users += [f"forget_sets.{i}" for i, fs in enumerate(config["forget_sets"])
                        if fs["kind"] == "attribution_pc"]
     pool_users += ["ulira"] if config.get("ulira") else []
@@ -388,9 +413,9 @@ def _check_ulira(config: dict, schema: dict) -> None:
         registered = lookup(name, plugins)
         if registered.kind == "retrain":
             raise ConfigError(f"config key ulira.methods.{name}: a retraining from scratch is not available for U-LiRA")
-        # do_nothing and oracle have U-LiRA's own inputs (pool margins, a retraining per request); the others
-        # that need inputs would need them per request (held-out oracles, datamodel effects), which no job makes
-        if name not in ("do_nothing", "oracle") and (registered.needs or registered.kind != "finetune"):
+        # the registry says how U-LiRA runs a method (methods.Registered.ulira); one that needs inputs would need
+        # them per request (held-out oracles, datamodel effects), which no job makes
+        if registered.ulira is None:
             raise ConfigError(f"config key ulira.methods.{name}: needs {', '.join(registered.needs)} per request; "
                               "not available for U-LiRA")
         _check_schema(entry, {"$defs": schema["$defs"], **built_in[name]}, ("ulira", "methods", name))
@@ -586,6 +611,16 @@ def _check_published_sources(config: dict) -> None:
                 f"config key forget_sets.{i}.id: the published forget sets are "
                 f"{FORGET_SET_IDS[0]}-{FORGET_SET_IDS[-1]}, not {config['forget_sets'][i]['id']!r}"
             )
+
+
+def _registry_needs(method: str, config: dict) -> tuple[str, ...]:
+    """The method's extra inputs; none for a name the registry does not know (_check_methods refuses it)."""
+    from .methods import lookup
+
+    try:
+        return lookup(method, config.get("plugins")).needs
+    except ValueError:
+        return ()
 
 
 def _registry_kind(method: str, plugins: dict | None) -> str:

@@ -12,6 +12,8 @@ imported or executed):
   plug-in's own top-level package. A module's top-level statements (and its decorated definitions)
   always count once the module is imported, because they run at import time; a module used as a
   value rather than as ``module.name`` counts whole, as does ``import a.b`` and ``from m import *``;
+- the ``"module:function"`` texts of the data-set and model registries (:mod:`unlearnbench.registry`), as
+  uses of those functions;
 - for unlearning jobs, the method's function (``module:function`` of the registry or of ``plugins``),
   because the registry finds it by name at run time, which no import statement shows. Plug-in
   files are located with :class:`importlib.machinery.PathFinder`, without running them.
@@ -35,6 +37,7 @@ import atexit
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 from collections import deque
@@ -46,7 +49,7 @@ PACKAGE = "unlearnbench"
 WHOLE = "*"  # selection marker: every top-level definition of a module
 DIGEST_CHARS = 20
 CACHE_DIR_ENV = "UNLEARNBENCH_CACHE_DIR"
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 
 Use = tuple  # (module, selection): a top-level definition's name, WHOLE, or None (the module's top level)
 
@@ -300,11 +303,21 @@ def _resolve_imports(imports, source: _Source) -> tuple[dict[str, list], list[Us
     return bindings, runs
 
 
+_TARGET = re.compile(rf"{PACKAGE}(\.[A-Za-z_][A-Za-z0-9_]*)+:[A-Za-z_][A-Za-z0-9_]*")
+_METHOD_REGISTRY = f"{PACKAGE}.methods"
+
+
 def _uses(node: ast.AST, source: _Source) -> list[Use]:
-    """(module, selection) pairs that running ``node`` of ``source`` needs."""
-    imports, attributes, names = [], [], []
+    """(module, selection) pairs that running ``node`` of ``source`` needs.
+
+    A registry entry's ``"module:function"`` text (:mod:`unlearnbench.registry`: data sets, models) is a use of
+    that function, except in the method registry: a job runs one method, whose target it counts itself."""
+    imports, attributes, names, targets = [], [], [], []
     for sub in _walk(node):
-        if isinstance(sub, (ast.Import, ast.ImportFrom)):
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and source.name != _METHOD_REGISTRY:
+            if _TARGET.fullmatch(sub.value):
+                targets.append(tuple(sub.value.split(":")))
+        elif isinstance(sub, (ast.Import, ast.ImportFrom)):
             imports.append(sub)
         elif isinstance(sub, ast.Attribute):
             if isinstance(sub.value, ast.Name):
@@ -312,6 +325,7 @@ def _uses(node: ast.AST, source: _Source) -> list[Use]:
         elif isinstance(sub, ast.Name):
             names.append(sub)
     bindings, needed = _resolve_imports(imports, source)
+    needed += [(module, function) for module, function in targets if locate(module) is not None]
     local = {**source.top_bindings, **bindings}
     attribute_bases = set()
     for sub in attributes:

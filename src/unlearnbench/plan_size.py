@@ -32,6 +32,13 @@ def snapshots(entry: dict | None) -> int:
     return len(set((entry or {}).get(SNAPSHOT_KEY) or [0]))
 
 
+def scores_holdout_oracles(config: dict, method: str) -> bool:
+    """Whether the method's unlearned models are the held-out oracles (``oracle``: one run per held-out shard)."""
+    from .methods import lookup
+
+    return "holdout_margins" in lookup(method, config.get("plugins")).needs
+
+
 def _shards(n: int, per_job: int) -> int:
     return -(-n // per_job)
 
@@ -67,9 +74,10 @@ def estimate(config: dict, spec) -> SizeEstimate:
     terms = [(2 * (base + selection + n_sets * (base + holdout + selection)), "n_models"),
              (2 * pool_shards + n_sets + 1, "pool.n_models")]
     for name, entry in config["methods"].items():
-        runs, shards = grid_size(entry), (holdout if name == "oracle" else base)
-        key = f"methods.{name}" if runs >= shards else ("n_holdout_oracles" if name == "oracle" else "n_models")
-        chosen_from = runs * snapshots(entry) > 1 and name != "oracle"
+        on_holdout = scores_holdout_oracles(config, name)
+        runs, shards = grid_size(entry), (holdout if on_holdout else base)
+        key = f"methods.{name}" if runs >= shards else ("n_holdout_oracles" if on_holdout else "n_models")
+        chosen_from = runs * snapshots(entry) > 1 and not on_holdout
         jobs = runs * n_sets * (selection + 1) + n_sets * (shards + 1) if chosen_from else runs * n_sets * (shards + 1)
         terms.append((jobs, key))
     ulira = config.get("ulira") or {}
@@ -80,7 +88,8 @@ def estimate(config: dict, spec) -> SizeEstimate:
     jobs_key = max(terms)[1]
 
     entries = config["methods"]
-    scored = max((snapshots(e) * (held_out if m == "oracle" else n) for m, e in entries.items()), default=0)
+    scored = max((snapshots(e) * (held_out if scores_holdout_oracles(config, m) else n) for m, e in entries.items()),
+                 default=0)
     top_snapshots = max((snapshots(e) for e in entries.values()), default=1)
     memory = {
         # unlearned margins [S, M, P] and oracle margins [N, P] (float32), scores [S, P] (float64)

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from .methods import role_of as registered_role
 from .selection import GROUPS, wide
 from .summary_md import (ci_columns, forget_set_order, forget_set_title, headline_runs, method_order, normalise,
                          roles, selection_rule, with_protocol)
@@ -47,7 +48,7 @@ def method_colours(methods: Sequence[str], role_of: Mapping[str, str] | None = N
     role_of = role_of or {}
     colours, i = {}, 0
     for method in method_order(methods, role_of or None):
-        role = role_of.get(method) or {"do_nothing": "no_unlearning", "oracle": "oracle"}.get(method, "unlearning")
+        role = role_of.get(method) or registered_role(method)
         if role in ROLE_COLOURS:
             colours[method] = ROLE_COLOURS[role]
         else:

@@ -192,7 +192,8 @@ def ulira_unlearn(
     req = load_arrays(requests, ("requests",))["requests"][rows]  # [m, K, s]
     inputs, labels = data.images(dev), torch.from_numpy(data.labels()).to(dev)
     margins, correct, forgotten, samples, diverged = [], [], [], [], []
-    stored = load_arrays(pool_margins, ("margins", "correct", "model_index")) if method == "do_nothing" else None
+    entry = lookup(method, plugins)  # how U-LiRA runs it: methods.Registered.ulira
+    stored = load_arrays(pool_margins, ("margins", "correct", "model_index")) if entry.ulira == "pool_margins" else None
     if stored is not None and not np.array_equal(stored["model_index"], rows):
         raise ValueError(f"{pool_margins} holds pool models {stored['model_index'].tolist()}, the weights "
                          f"{rows.tolist()}: the shards do not belong together")
@@ -201,10 +202,10 @@ def ulira_unlearn(
         keep = masks.copy()
         keep[np.arange(len(rows))[:, None], forget] = False
         retain = np.stack([np.flatnonzero(row) for row in keep])
-        if method == "do_nothing":
+        if entry.ulira == "pool_margins":
             result = {"margins": stored["margins"][None], "correct": stored["correct"][None],
                       "samples": np.zeros((1, len(rows)), np.int64), "diverged": np.zeros((1, len(rows)), bool)}
-        elif method == "oracle":  # a perfect unlearner: retrain on the model's mask minus the request
+        elif entry.ulira == "retrain":  # a perfect unlearner: retrain on the model's mask minus the request
             oracle_seeds = seeds["oracle"][k]
             stack = ModelStack.initialise(pool.arch, pool.num_classes, pool.in_channels, oracle_seeds, rows, dev)
             stack.tta = tta
@@ -214,7 +215,7 @@ def ulira_unlearn(
             result = {"margins": oracle_margins[None], "correct": oracle_correct[None],
                       "samples": np.zeros((1, len(rows)), np.int64), "diverged": ~stack.finite()[None]}
         else:
-            build = load_build(lookup(method, plugins))
+            build = load_build(entry)
             result = unlearn_stack(build, hyperparameters, snapshot_epochs, pool.copy(), data, forget,
                                    seeds["unlearn"][k], None, models_per_batch, dev, retain=retain)
         margins.append(result["margins"])
@@ -224,7 +225,7 @@ def ulira_unlearn(
         hit = np.zeros_like(masks)
         hit[np.arange(len(rows))[:, None], forget] = True
         forgotten.append(hit)
-    epochs = [0] if method in ("do_nothing", "oracle") else sorted(set(snapshot_epochs))
+    epochs = [0] if entry.ulira in ("pool_margins", "retrain") else sorted(set(snapshot_epochs))
     save_arrays(
         out,
         margins=np.concatenate(margins, axis=1).astype(np.float32),

@@ -26,12 +26,11 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from .methods import ROLES, role_of as registered_role
 from .selection import GROUPS, RULES, rank, rule_value, wide
 
 RUN_KEYS: list[str] = ["forget_set", "method", "run", "epoch"]
-# the reference methods' roles when a table has no role column
-REFERENCE_METHODS: dict[str, str] = {"do_nothing": "no_unlearning", "oracle": "oracle"}
-ROLE_ORDER: tuple[str, ...] = ("no_unlearning", "oracle", "retrain", "unlearning")
+ROLE_ORDER: tuple[str, ...] = ROLES
 DEFAULT_RULE = "average_95"
 
 
@@ -45,16 +44,16 @@ def normalise(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def roles(summary: pd.DataFrame) -> dict[str, str]:
-    """Method -> role, from the ``role`` column or, without one, by the reference methods' names."""
+    """Method -> role, from the ``role`` column or, without one, from the method registry."""
     if "role" in summary:
         return dict(zip(summary["method"], summary["role"]))
-    return {m: REFERENCE_METHODS.get(m, "unlearning") for m in summary["method"]}
+    return {m: registered_role(m) for m in summary["method"]}
 
 
 def method_order(methods, role_of: Mapping[str, str] | None = None) -> list[str]:
     """Upper bound, noise floor, retrain baseline first (by role), then the others alphabetically."""
     methods = list(dict.fromkeys(str(m) for m in methods))
-    role_of = role_of or {m: REFERENCE_METHODS.get(m, "unlearning") for m in methods}
+    role_of = role_of or {m: registered_role(m) for m in methods}
     rank_of = {r: i for i, r in enumerate(ROLE_ORDER)}
     return sorted(methods, key=lambda m: (rank_of.get(role_of.get(m, "unlearning"), len(ROLE_ORDER)), m))
 

@@ -5,10 +5,12 @@
 # report sample (the select_run checkpoints say which).
 
 from unlearnbench import report_plan
+from unlearnbench.methods import with_role
 
 REPORT_STAT = "p95"  # the statistic the headline tables and figures rank and plot
 REPORT_POINTS = 3  # forget points with margin histograms, per forget set
-REPORT_REFERENCE = "do_nothing"  # the method whose worst-forgotten points are shown
+# the method whose worst-forgotten points are shown: the upper reference (role no_unlearning), else the first
+REPORT_REFERENCE = next(iter(with_role(RUNS, "no_unlearning", config["plugins"])), "")
 OPTIONAL_TABLES = report_plan.enabled_optional_tables(
     config
 )  # U-LiRA, epsilon when enabled

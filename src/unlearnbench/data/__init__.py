@@ -3,13 +3,16 @@
 Every data set becomes one :class:`Splits` file (``prepare_dataset``); later stages never touch the
 original source again. A registry entry also states the train-set size, so that random forget sets
 (and config checks) need no images.
+
+One table, :data:`DATASETS`, of one kind of entry (the convention of :mod:`unlearnbench.registry`): add a data
+set with its module and one line here. The table imports neither torch nor the loaders.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from .. import registry
 from .splits import Splits, load_splits, save_splits
 
 
@@ -19,39 +22,23 @@ class DatasetSpec:
     n_val: int
     num_classes: int
     in_channels: int
-    load: Callable[..., Splits]  # load(**options) -> Splits
+    target: str  # "module:function", called as function(**options) -> Splits
 
-
-def _digits(**options) -> Splits:
-    from .digits import load_digits_splits
-
-    return load_digits_splits(**options)
-
-
-def _cifar10(**options) -> Splits:
-    from .cifar10 import load_cifar10_splits
-
-    return load_cifar10_splits(**options)
-
-
-def _living17(**options) -> Splits:
-    from .living17 import load_living17_splits
-
-    return load_living17_splits(**options)
+    def load(self, **options) -> Splits:
+        return registry.load(self.target)(**options)
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "digits": DatasetSpec(n_train=300, n_val=1497, num_classes=10, in_channels=1, load=_digits),
-    "cifar10": DatasetSpec(n_train=50_000, n_val=10_000, num_classes=10, in_channels=3, load=_cifar10),
-    "living17": DatasetSpec(n_train=44_200, n_val=3_400, num_classes=17, in_channels=3, load=_living17),
+    "digits": DatasetSpec(300, 1497, num_classes=10, in_channels=1, target="unlearnbench.data.digits:load_digits_splits"),
+    "cifar10": DatasetSpec(50_000, 10_000, num_classes=10, in_channels=3,
+                           target="unlearnbench.data.cifar10:load_cifar10_splits"),
+    "living17": DatasetSpec(44_200, 3_400, num_classes=17, in_channels=3,
+                            target="unlearnbench.data.living17:load_living17_splits"),
 }
 
 
 def get_spec(name: str) -> DatasetSpec:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}") from None
+    return registry.find(DATASETS, name, "dataset")
 
 
 def load_dataset(name: str, **options) -> Splits:

@@ -14,15 +14,22 @@ A method's ``role`` tells the tables and figures how to show it: ``unlearning`` 
 grid and reported), ``no_unlearning`` (the upper bound), ``oracle`` (the noise floor; costs one retraining)
 and ``retrain`` (the compute-matched baseline: every grid point is reported, drawn as a line against cost).
 
-Add a built-in method with one module and one line in :data:`METHODS`; or, without touching the
-package, name ``module:function`` under the config's ``plugins`` (a finetune ``build``; see README).
-This module imports no torch: the workflow reads the registry at every parse.
+Everything about a method is read from its entry, never from its name: which inputs its jobs get
+(``needs``), how tables, figures and config checks treat it (``role``), how U-LiRA runs it (``ulira``).
+Its config keys, their defaults and which are required are its ``build`` signature
+(:mod:`unlearnbench.method_schema` makes the config schema of every entry from it).
+
+Add a built-in method with one module and one line in :data:`METHODS` (and its rows in the docs tables,
+which a test checks); or, without touching the package, name ``module:function`` under the config's
+``plugins`` (a finetune ``build``; see README). This module imports no torch: the workflow reads the
+registry at every parse.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
+
+from .. import registry
 
 
 @dataclass(frozen=True)
@@ -33,13 +40,24 @@ class Registered:
     # "datamodel_effect" (Σ_{i∈F} β_i of the pool's datamodels, for margins and logits)
     needs: tuple[str, ...] = ()
     role: str = "unlearning"  # or "no_unlearning", "oracle", "retrain" (see the module docstring)
+    # how U-LiRA runs it on a pool model and a request: "unlearn" (the finetune loop), "pool_margins" (the pool
+    # model's own margins), "retrain" (a retraining without the request), None (not available: it needs inputs per
+    # request that no job makes, or is a retraining from scratch). Default: "unlearn" for a finetune method that
+    # needs no inputs, else None.
+    ulira: str | None = "auto"
+
+    def __post_init__(self):
+        if self.ulira == "auto":
+            object.__setattr__(self, "ulira", "unlearn" if self.kind == "finetune" and not self.needs else None)
 
 
 ROLES = ("no_unlearning", "oracle", "retrain", "unlearning")  # also the order of methods in tables and figures
 
 METHODS: dict[str, Registered] = {
-    "do_nothing": Registered("unlearnbench.methods.do_nothing:build", "margins", ("base_margins",), "no_unlearning"),
-    "oracle": Registered("unlearnbench.methods.oracle:build", "margins", ("holdout_margins",), "oracle"),
+    "do_nothing": Registered("unlearnbench.methods.do_nothing:build", "margins", ("base_margins",), "no_unlearning",
+                             ulira="pool_margins"),
+    "oracle": Registered("unlearnbench.methods.oracle:build", "margins", ("holdout_margins",), "oracle",
+                         ulira="retrain"),
     "retrain": Registered("unlearnbench.methods.retrain:build", "retrain", role="retrain"),
     "gradient_ascent": Registered("unlearnbench.methods.gradient_ascent:build"),
     "gradient_descent": Registered("unlearnbench.methods.gradient_descent:build"),
@@ -64,12 +82,21 @@ def lookup(name: str, plugins: dict[str, str] | None = None) -> Registered:
     """Registry entry of a built-in method, or of a plug-in (``module:function``, a finetune method)."""
     if plugins and name in plugins:
         return Registered(plugins[name])
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown method {name!r}; built in: {sorted(METHODS)}; or add it under 'plugins'") from None
+    return registry.find(METHODS, name, "method", known="built in", hint="; or add it under 'plugins'")
 
 
 def load_build(entry: Registered):
-    module_name, _, attr = entry.target.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+    return registry.load(entry.target)
+
+
+def role_of(name: str, plugins: dict[str, str] | None = None) -> str:
+    """The method's role; ``unlearning`` for a name the registry does not know (a table made elsewhere)."""
+    try:
+        return lookup(name, plugins).role
+    except ValueError:
+        return "unlearning"
+
+
+def with_role(names, role: str, plugins: dict[str, str] | None = None) -> list[str]:
+    """The methods among ``names`` that have ``role``, in their order."""
+    return [name for name in names if role_of(name, plugins) == role]

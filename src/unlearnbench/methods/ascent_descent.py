@@ -2,9 +2,10 @@
 a descent pass over the retain set."""
 
 from .base import Plan, cross_entropy, negated, sgd
+from .hyperparameters import Count
 
 
-def build(ctx, lr: float, ascent_epochs: int, forget_batch_size: int = 64, batch_size: int = 64, **optimiser):
+def build(ctx, lr: float, ascent_epochs: Count, forget_batch_size: int = 64, batch_size: int = 64, **optimiser):
     """``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`)."""
     forget = ctx.phase(ctx.forget, negated(cross_entropy), lr, forget_batch_size, "ascent")
     retain = ctx.phase(ctx.retain, cross_entropy, lr, batch_size, "descent")

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from .base import Plan, adam
+from .hyperparameters import Fraction, Positive
 
 
-def build(ctx, lr: float = 1e-4, retain_fraction: float = 0.3, batch_size: int = 256, temperature: float = 1.0,
+def build(ctx, lr: float = 1e-4, retain_fraction: Fraction = 0.3, batch_size: int = 256, temperature: Positive = 1.0,
           weight_decay: float = 0.0):
     is_forget = torch.zeros(len(ctx.seeds), len(ctx.labels), dtype=torch.bool, device=ctx.labels.device)
     is_forget[torch.arange(len(ctx.seeds))[:, None], torch.as_tensor(ctx.forget, device=ctx.labels.device)] = True

@@ -23,6 +23,7 @@ from ..loop import Hooks
 from ..named_layers import last_layers
 from ..seeds import derive_seed
 from .base import Plan, sgd
+from .hyperparameters import Positive
 
 
 def noise_variance(fisher: torch.Tensor, alpha: float, output_layer: bool) -> torch.Tensor:
@@ -35,7 +36,7 @@ def noise_variance(fisher: torch.Tensor, alpha: float, output_layer: bool) -> to
     return var
 
 
-def build(ctx, alpha: float, batch_size: int = 1):
+def build(ctx, alpha: Positive, batch_size: int = 1):
     @torch.no_grad()
     def noise(part, rows, fisher, head):
         for m, row in enumerate(rows):

@@ -13,6 +13,7 @@ import torch
 
 from ..loop import Hooks
 from .base import Plan, cross_entropy, sgd
+from .hyperparameters import NonNegative
 
 
 def l1_norm(params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -20,7 +21,7 @@ def l1_norm(params: dict[str, torch.Tensor]) -> torch.Tensor:
     return sum(p.abs().flatten(1).sum(1) for p in params.values())
 
 
-def build(ctx, lr: float, alpha: float, batch_size: int = 64, **optimiser):
+def build(ctx, lr: float, alpha: NonNegative, batch_size: int = 64, **optimiser):
     """``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`)."""
     epochs = max(1, ctx.epochs)
 

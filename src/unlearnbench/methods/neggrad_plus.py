@@ -9,9 +9,10 @@ measured: it changes only which forget batch meets which retain batch after the 
 """
 
 from .base import Plan, cross_entropy, sgd
+from .hyperparameters import Weight
 
 
-def build(ctx, lr: float, beta: float, batch_size: int = 64, forget_batch_size: int = 64, **optimiser):
+def build(ctx, lr: float, beta: Weight, batch_size: int = 64, forget_batch_size: int = 64, **optimiser):
     """``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`)."""
 
     def loss(logits, labels, batch):

@@ -13,9 +13,10 @@ from ..compressed_schedule import CompressedSchedule
 from ..loop import Optimiser, even_batches
 from ..training import Recipe, cross_entropy_loss, lr_at
 from .base import Plan
+from .hyperparameters import Budget
 
 
-def build(ctx, budget: float, recipe: dict):
+def build(ctx, budget: Budget, recipe: dict):
     recipe = Recipe.from_config(recipe)
     n_retain = ctx.retain.shape[1]
     steps_per_epoch = len(even_batches(n_retain, recipe.batch_size))

@@ -18,6 +18,7 @@ from ..importance import loss_gradient
 from ..loop import Hooks
 from .base import Plan, sgd
 from .random_labels import relabelled_phases
+from .hyperparameters import Fraction
 
 
 def top_fraction_mask(scores: dict[str, torch.Tensor], fraction: float) -> dict[str, torch.Tensor]:
@@ -38,7 +39,7 @@ def top_fraction_mask(scores: dict[str, torch.Tensor], fraction: float) -> dict[
     return out
 
 
-def build(ctx, lr: float, saliency: float = 0.5, batch_size: int = 64, **optimiser):
+def build(ctx, lr: float, saliency: Fraction = 0.5, batch_size: int = 64, **optimiser):
     """``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`)."""
 
     masks = {}

@@ -6,6 +6,7 @@ mode. (The published code gave the optimiser the teacher's parameters, so its st
 """
 
 from .base import Plan, cross_entropy, kd_loss, sgd
+from .hyperparameters import Count
 
 LR_DECAY_EPOCHS = (3, 5, 9)  # the published schedule: lr x0.1 after each of these epochs
 
@@ -13,7 +14,7 @@ LR_DECAY_EPOCHS = (3, 5, 9)  # the published schedule: lr x0.1 after each of the
 def build(
     ctx,
     lr: float,
-    ascent_epochs: int,
+    ascent_epochs: Count,
     forget_batch_size: int = 64,
     batch_size: int = 64,
     gamma: float = 0.99,

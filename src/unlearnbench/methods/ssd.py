@@ -18,6 +18,7 @@ import torch
 from ..importance import diagonal_fisher
 from ..loop import Hooks
 from .base import Plan, sgd
+from .hyperparameters import Positive
 
 
 @torch.no_grad()
@@ -30,7 +31,7 @@ def dampen(params: dict[str, torch.Tensor], forget_importance, data_importance, 
         p.mul_(factor)
 
 
-def build(ctx, alpha: float = 10.0, lam: float = 1.0, batch_size: int = 64):
+def build(ctx, alpha: Positive = 10.0, lam: Positive = 1.0, batch_size: int = 64):
     def edit(part, rows):
         forget, n_forget = diagonal_fisher(part, ctx.inputs, ctx.labels, ctx.forget[rows], batch_size)
         data, n_data = diagonal_fisher(part, ctx.inputs, ctx.labels, ctx.trained_points()[rows], batch_size)

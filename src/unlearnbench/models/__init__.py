@@ -1,28 +1,38 @@
 """Model architectures by name. Each builder returns a plain ``nn.Module`` for one model; the training
-engine stacks many of them itself."""
+engine stacks many of them itself.
+
+One table, :data:`MODELS`, of one kind of entry (the convention of :mod:`unlearnbench.registry`): add a model
+with its module and one line here. The table imports no torch; a builder is imported when a model is built.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
+from .. import registry
 
-from .digits_cnn import DigitsCNN
-from .resnet9 import ResNet9
+if TYPE_CHECKING:
+    from torch import nn
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "digits_cnn": DigitsCNN,
-    "resnet9": ResNet9,
-    "resnet18": __import__("unlearnbench.models.resnet18", fromlist=["ResNet18"]).ResNet18,
+
+@dataclass(frozen=True)
+class ModelSpec:
+    target: str  # "module:class", called as class(num_classes=..., in_channels=...)
+
+    def build(self, num_classes: int, in_channels: int) -> nn.Module:
+        return registry.load(self.target)(num_classes=num_classes, in_channels=in_channels)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "digits_cnn": ModelSpec("unlearnbench.models.digits_cnn:DigitsCNN"),
+    "resnet9": ModelSpec("unlearnbench.models.resnet9:ResNet9"),
+    "resnet18": ModelSpec("unlearnbench.models.resnet18:ResNet18"),
 }
 
 
 def build_model(name: str, num_classes: int, in_channels: int) -> nn.Module:
-    try:
-        builder = MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}") from None
-    return builder(num_classes=num_classes, in_channels=in_channels)
+    return registry.find(MODELS, name, "model").build(num_classes, in_channels)
 
 
-__all__ = ["MODELS", "build_model"]
+__all__ = ["MODELS", "ModelSpec", "build_model"]
