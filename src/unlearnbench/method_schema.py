@@ -22,7 +22,14 @@ from .methods.hyperparameters import SCHEMA_DEFS
 SNAPSHOT_KEY = "epochs"
 SUPPLIED = {"ctx", "inputs", "recipe"}  # by the unlearning job, not the config
 SGD_KEYS = ("momentum", "weight_decay", "nesterov")  # what a build's **optimiser takes (methods.base.sgd)
-REQUIRED = object()
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+REQUIRED = _Required()  # the default of a hyperparameter without one
 
 
 @dataclass(frozen=True)
