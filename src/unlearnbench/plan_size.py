@@ -16,10 +16,11 @@ import math
 from dataclasses import dataclass, field
 
 from .config import SNAPSHOT_KEY
+from .models import MODELS
 
 # Trainable parameters per model (at 10 classes; 17 for resnet18, Living-17). tests/test_plan_size.py checks them
 # against the real modules. Training holds weights, gradients, optimiser state and the loop's frozen copy.
-PARAMETERS = {"digits_cnn": 1_442, "resnet9": 2_274_880, "resnet18": 11_185_233}
+PARAMETERS = {name: spec.parameters for name, spec in MODELS.items()}
 TRAINING_BYTES_PER_PARAMETER = 4 * 4
 
 

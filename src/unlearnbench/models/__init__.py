@@ -19,15 +19,16 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ModelSpec:
     target: str  # "module:class", called as class(num_classes=..., in_channels=...)
+    parameters: int  # its size where it is used (the size guard's memory estimate; tests/test_plan_size.py checks)
 
     def build(self, num_classes: int, in_channels: int) -> nn.Module:
         return registry.load(self.target)(num_classes=num_classes, in_channels=in_channels)
 
 
 MODELS: dict[str, ModelSpec] = {
-    "digits_cnn": ModelSpec("unlearnbench.models.digits_cnn:DigitsCNN"),
-    "resnet9": ModelSpec("unlearnbench.models.resnet9:ResNet9"),
-    "resnet18": ModelSpec("unlearnbench.models.resnet18:ResNet18"),
+    "digits_cnn": ModelSpec("unlearnbench.models.digits_cnn:DigitsCNN", parameters=1_442),
+    "resnet9": ModelSpec("unlearnbench.models.resnet9:ResNet9", parameters=2_274_880),
+    "resnet18": ModelSpec("unlearnbench.models.resnet18:ResNet18", parameters=11_185_233),
 }
 
 
