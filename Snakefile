@@ -49,24 +49,23 @@ rule all:
     default_target: True
     input:
         get_final_outputs(),
-        REPORT_TARGETS,
 
 
 onstart:
     # temp files of writers killed by SIGKILL (never one a live job holds: see storage.sweep_stale_temp_files)
     from unlearnbench.storage import sweep_stale_temp_files
 
-    for path in sweep_stale_temp_files("results"):
+    for path in sweep_stale_temp_files(layout.RESULTS):
         print(f"removed stale temp file {path}")
 
 
 onsuccess:
     # only when this run's DAG holds the summary of this config (not for other targets, which may be
     # of another config than the summary on disk)
-    summary = "results/klom_summary.csv"
+    summary = layout.KLOM_SUMMARY
     if made_the_summary(workflow.dag) and os.path.exists(summary):
         print_summary(summary)
         print(
-            "\nReported run per method and forget set: results/summary.md (figures: results/figures/; "
+            f"\nReported run per method and forget set: {layout.SUMMARY_MD} (figures: {layout.FIGURES}/; "
             "HTML report: unlearnbench report)"
         )

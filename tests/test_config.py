@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unlearnbench.config import ConfigError, forget_set_seed, grid, method_runs, oracle_shards, run_id, validate
+from unlearnbench.config import ConfigError, validate
+from unlearnbench.plan import forget_set_seed, grid, method_runs, oracle_shards, run_id
 from unlearnbench.forget_sets import random_forget_set
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from unlearnbench.config import ConfigError, SNAPSHOT_KEY, grid, load_schema, validate
+from unlearnbench.config import ConfigError, load_schema, validate
+from unlearnbench.plan import SNAPSHOT_KEY, grid
 from unlearnbench.methods import METHODS, load_build, lookup
 
 REPO = Path(__file__).resolve().parents[1]

@@ -202,7 +202,8 @@ def test_the_optimiser_keys_are_grid_keys_of_every_finetune_method():
 
     import yaml
 
-    from unlearnbench.config import ConfigError, method_runs, validate
+    from unlearnbench.config import ConfigError, validate
+    from unlearnbench.plan import method_runs
 
     repo = Path(__file__).resolve().parents[1]
     schema = repo / "workflow/schemas/config.schema.yaml"

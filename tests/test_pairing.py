@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from unlearnbench import config as plan
+from unlearnbench import plan
 from unlearnbench.data import load_dataset
 from unlearnbench.forget_sets import random_forget_set
 from unlearnbench.margins import stack_outputs

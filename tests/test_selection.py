@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from unlearnbench import config as plan
+from unlearnbench import plan
+from unlearnbench.config import ConfigError, validate
 from unlearnbench import jobs, selection
 from unlearnbench.compressed_schedule import CompressedSchedule, last_epoch
 from unlearnbench.metrics.klom import klom
@@ -121,7 +122,7 @@ def test_reporting_on_an_independent_sample_removes_the_winners_curse(rule):
 
 @pytest.fixture
 def default_config():
-    return plan.validate(yaml.safe_load((REPO / "config/config.yaml").read_text()), SCHEMA)
+    return validate(yaml.safe_load((REPO / "config/config.yaml").read_text()), SCHEMA)
 
 
 def test_which_methods_select_and_what_is_scored_where(default_config):
@@ -170,16 +171,16 @@ def test_pool_cost_counts_half_the_train_split_per_pool_model(default_config):
 def test_retrain_is_refused_for_ulira(default_config):
     config = copy.deepcopy(default_config)
     config["ulira"]["methods"]["retrain"] = {"budget": [0.5]}
-    with pytest.raises(plan.ConfigError, match="ulira.methods.retrain"):
-        plan.validate(config, SCHEMA)
+    with pytest.raises(ConfigError, match="ulira.methods.retrain"):
+        validate(config, SCHEMA)
 
 
 @pytest.mark.parametrize("budget", [0, 1.5, [0.5, -0.1]])
 def test_budgets_outside_zero_to_one_are_refused(default_config, budget):
     config = copy.deepcopy(default_config)
     config["methods"]["retrain"] = {"budget": budget}
-    with pytest.raises(plan.ConfigError, match="methods.retrain"):
-        plan.validate(config, SCHEMA)
+    with pytest.raises(ConfigError, match="methods.retrain"):
+        validate(config, SCHEMA)
 
 
 # the summary's protocol columns -------------------------------------------------------------------------

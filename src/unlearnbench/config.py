@@ -1,4 +1,4 @@
-"""Config validation and the plan derived from it (grid points, run ids, shard layout).
+"""Config validation: the schema, then cross-key checks that name the offending key.
 
 Importable without torch: the Snakefile calls it at every parse, including inside every job.
 """
@@ -9,21 +9,17 @@ import copy
 import dataclasses
 import functools
 import importlib
-import itertools
 import math
 import os
 import re
-from collections.abc import Iterator
 
 import yaml
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import best_match
 
 from .data import DATASETS
-from .seeds import derive_seed
+from .plan import SNAPSHOT_KEY, forget_set_seed, grid, run_id
 
-# Keys of a method's config entry that are not grid axes.
-SNAPSHOT_KEY = "epochs"
 # Fewest unlearned models a KLOM score works with (one model has no ε score: metrics.epsilon.forget_score).
 MIN_SCORED_MODELS = 2
 # The statistic the report ranks by (workflow/rules/report.smk REPORT_STAT); klom.percentiles must produce it.
@@ -621,139 +617,3 @@ def _registry_needs(method: str, config: dict) -> tuple[str, ...]:
         return lookup(method, config.get("plugins")).needs
     except ValueError:
         return ()
-
-
-def _registry_kind(method: str, plugins: dict | None) -> str:
-    from .methods import lookup
-
-    return lookup(method, plugins).kind
-
-
-# grid -----------------------------------------------------------------------------------------------
-
-
-def format_value(value) -> str:
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def run_id(hyperparameters: dict) -> str:
-    """A stable id of one grid point, Snakemake ``Paramspace`` style: ``key~value`` joined by ``_``."""
-    if not hyperparameters:
-        return "default"
-    return "_".join(f"{k}~{format_value(v)}" for k, v in sorted(hyperparameters.items()))
-
-
-def grid(entry: dict) -> Iterator[dict]:
-    """Every grid point of one method entry (Cartesian product over list values; snapshots excluded)."""
-    axes = {k: (v if isinstance(v, list) else [v]) for k, v in entry.items() if k != SNAPSHOT_KEY}
-    keys = sorted(axes)
-    for values in itertools.product(*(axes[k] for k in keys)):
-        yield dict(zip(keys, values))
-
-
-def method_runs(methods: dict) -> dict[str, dict[str, dict]]:
-    """``{method: {run id: hyperparameters}}`` for every method and grid point of a ``methods`` mapping."""
-    return {m: {run_id(hp): hp for hp in grid(entry or {})} for m, entry in methods.items()}
-
-
-def snapshot_epochs(methods: dict, method: str) -> list[int]:
-    return sorted(set((methods[method] or {}).get(SNAPSHOT_KEY, [0])))
-
-
-def run_snapshot_epochs(config: dict, method: str, hyperparameters: dict) -> list[int]:
-    """Snapshot epochs of one grid point: the method's ``epochs``; for a retraining from scratch (registry
-    kind ``retrain``) the one loop epoch its compressed schedule ends in."""
-    if _registry_kind(method, config.get("plugins")) == "retrain":
-        from .compressed_schedule import last_epoch
-
-        return [last_epoch(hyperparameters["budget"], config["train"]["epochs"])]
-    return snapshot_epochs(config["methods"], method)
-
-
-# shards -----------------------------------------------------------------------------------------------
-
-
-def chunks(start: int, stop: int, size: int) -> list[tuple[int, int]]:
-    return [(i, min(i + size, stop)) for i in range(start, stop, size)]
-
-
-def selection_size(config: dict) -> int:
-    """S, the size of the selection sample (base models and oracles per forget set that choose the runs)."""
-    return config["selection"]["n_models"]
-
-
-def base_shards(config: dict) -> list[tuple[int, int]]:
-    """Model-index ranges of the base-model shards: the report sample [0, N) first, then the selection
-    sample [N, N+S) (models of the same family, so their seeds follow from their index alone).
-
-    A shard never mixes the two samples, so either is read without the other.
-    """
-    n, s, k = config["n_models"], selection_size(config), config["models_per_job"]
-    return chunks(0, n, k) + chunks(n, n + s, k)
-
-
-def report_base_shards(config: dict) -> list[int]:
-    return [i for i, (start, _) in enumerate(base_shards(config)) if start < config["n_models"]]
-
-
-def selection_base_shards(config: dict) -> list[int]:
-    return [i for i, (start, _) in enumerate(base_shards(config)) if start >= config["n_models"]]
-
-
-def oracle_shards(config: dict) -> list[tuple[int, int]]:
-    """Model-index ranges of oracle shards: scored oracles [0, N) first, then held-out ones [N, N+H), then
-    the selection oracles [N+H, N+H+S).
-
-    A shard never mixes two of these families, so each is read without the others: runs are chosen
-    against the selection oracles, reported against the scored ones, and the held-out ones (the `oracle`
-    method, oracle matching's targets) are never scored against.
-    """
-    n, h, s, k = config["n_models"], config["n_holdout_oracles"], selection_size(config), config["models_per_job"]
-    return chunks(0, n, k) + chunks(n, n + h, k) + chunks(n + h, n + h + s, k)
-
-
-def _oracle_shards_in(config: dict, start: int, stop: int) -> list[int]:
-    return [i for i, (first, _) in enumerate(oracle_shards(config)) if start <= first < stop]
-
-
-def scored_oracle_shards(config: dict) -> list[int]:
-    return _oracle_shards_in(config, 0, config["n_models"])
-
-
-def holdout_oracle_shards(config: dict) -> list[int]:
-    n = config["n_models"]
-    return _oracle_shards_in(config, n, n + config["n_holdout_oracles"])
-
-
-def selection_oracle_shards(config: dict) -> list[int]:
-    n, h = config["n_models"], config["n_holdout_oracles"]
-    return _oracle_shards_in(config, n + h, n + h + selection_size(config))
-
-
-def pool_shards(config: dict) -> list[tuple[int, int]]:
-    """Model-index ranges of the pool's shards (none without a pool)."""
-    pool = config.get("pool")
-    return chunks(0, pool["n_models"], config["models_per_job"]) if pool else []
-
-
-def pool_cost(config: dict, n_train: int) -> float:
-    """Training the pool, in base-training runs: M models x their n_train // 2 points x the recipe's epochs,
-    over n_train x epochs. Paid once, shared by every forget set and unlearned model the pool serves."""
-    pool = config.get("pool")
-    if not pool:
-        return 0.0
-    epochs = pool.get("train", config["train"])["epochs"] / config["train"]["epochs"]
-    return pool["n_models"] * (n_train // 2) / n_train * epochs
-
-
-def forget_set_seed(entry: dict) -> int:
-    """The seed of a random/class forget set: ``seed`` if given; else ``id - 1`` for an integer id (the
-    published convention: CIFAR-10 set 1 is ``seed(0)``; also for its plain decimal text ``"1"``, as a nested
-    ``--config`` value arrives); else a hash of the id, so that sets ``a`` and ``b`` of one size hold different
-    points. Always below 2**32 (numpy's legacy ``RandomState``)."""
-    if "seed" in entry:
-        return int(entry["seed"])
-    fs_id = entry["id"]
-    if isinstance(fs_id, int) or re.fullmatch(r"[1-9][0-9]*", str(fs_id)):
-        return int(fs_id) - 1
-    return derive_seed("forget_set", fs_id) % 2**32

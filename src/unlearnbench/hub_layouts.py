@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from . import config as plan
+from . import plan
 
 FORGET_SET_IDS = tuple(range(1, 11))  # the published CIFAR-10 forget sets, both layouts
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .config import SNAPSHOT_KEY
 from .models import MODELS
+from .plan import SNAPSHOT_KEY
 
 # Trainable parameters per model (at 10 classes; 17 for resnet18, Living-17). tests/test_plan_size.py checks them
 # against the real modules. Training holds weights, gradients, optimiser state and the loop's frozen copy.

@@ -1,27 +1,25 @@
 """What the report stage of the workflow reads and writes (used by ``workflow/rules/report.smk``).
 
 Plain functions of the config and the path templates, importable without torch or matplotlib (the
-Snakefile imports this at every parse).
+Snakefile imports this at every parse). Every path comes from :mod:`unlearnbench.layout`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-FIGURES = "results/figures"
-SUMMARY_MD = "results/summary.md"
-BEST_RUNS_HTML = "results/report/best_runs.html"
-SUMMARY_HTML = "results/report/klom_summary.html"
-EXTRA_TABLE_HTML = "results/report/{table}_summary.html"
+from . import layout
+from .layout import BEST_RUNS_HTML, SUMMARY_HTML, SUMMARY_MD, extra_table_html, figure
+
 PER_FORGET_SET_FIGURES = ("tradeoff", "klom_epochs", "margins")
 
 # Optional tables written by other stages, shown when their config section is present (and neither
 # false nor ``{enabled: false}``): config section -> (table, title in summary.md and the report);
 # ``{dataset}`` in a path stands for the configured data set.
 OPTIONAL_TABLES: dict[str, tuple[str, str]] = {
-    "ulira": ("results/ulira_summary.csv", "U-LiRA"),
-    "epsilon": ("results/epsilon_summary.csv", "epsilon"),
-    "pool": ("results/datamodels/{dataset}/fit_quality.csv", "datamodel fit quality"),
+    "ulira": (layout.ULIRA_SUMMARY, "U-LiRA"),
+    "epsilon": (layout.EPSILON_SUMMARY, "epsilon"),
+    "pool": (layout.Layout("{dataset}").datamodel_quality, "datamodel fit quality"),
 }
 
 
@@ -58,11 +56,6 @@ def shard_files(template: str, dataset: str, forget_set: str, runs: Iterable[Map
     return paths, keys
 
 
-def figure(kind: str, forget_set: str | None = None) -> str:
-    """Path of a figure: ``results/figures/<kind>[_forget_set~<id>].png`` (``{forget_set}`` allowed)."""
-    return f"{FIGURES}/{kind}.png" if forget_set is None else f"{FIGURES}/{kind}_forget_set~{forget_set}.png"
-
-
 def targets(forget_sets: Iterable[str], config: Mapping) -> list[str]:
     """Every file the report shows; ``rule all`` asks for them."""
     return [
@@ -71,5 +64,5 @@ def targets(forget_sets: Iterable[str], config: Mapping) -> list[str]:
         SUMMARY_HTML,
         figure("p95_bars"),
         *[figure(kind, fs) for fs in forget_sets for kind in PER_FORGET_SET_FIGURES],
-        *[EXTRA_TABLE_HTML.format(table=name) for name in enabled_optional_tables(config)],
+        *[extra_table_html(name) for name in enabled_optional_tables(config)],
     ]

@@ -113,7 +113,7 @@ def select(candidates, rule: str, stat: str = RULE_STAT) -> dict:
 
 def candidates(config: Mapping, method: str) -> list[tuple[str, int]]:
     """(run, snapshot epoch) of every candidate of ``method``: its grid points x their snapshots."""
-    from .config import method_runs, run_snapshot_epochs
+    from .plan import method_runs, run_snapshot_epochs
 
     runs = method_runs({method: config["methods"][method]})[method]
     return [(run, epoch) for run, hp in runs.items() for epoch in run_snapshot_epochs(dict(config), method, hp)]

@@ -3,16 +3,15 @@
 import functools
 import re
 
-from unlearnbench import config as plan
+from unlearnbench import fingerprint, layout, plan
+from unlearnbench.config import dataset_spec
 from unlearnbench.content_digests import DigestCache
-from unlearnbench import fingerprint
 from unlearnbench.device import device_request, gpus_per_job
 from unlearnbench import report_plan, selection
 from unlearnbench.methods import lookup
-from unlearnbench.seeds import derive_seed
 
 DATASET = config["dataset"]
-DATA = plan.dataset_spec(config)
+DATA = dataset_spec(config)
 FORGET_SETS = {str(fs["id"]): fs for fs in config["forget_sets"]}
 DESCRIPTIONS = {fs: entry.get("description", "") for fs, entry in FORGET_SETS.items()}
 RUNS = plan.method_runs(config["methods"])
@@ -32,34 +31,24 @@ RES["gpu"] = gpus_per_job(
     workflow.is_main_process,
 )
 
-SPLITS = f"results/data/{DATASET}/splits.npz"
-FORGET_SET = "results/forget_sets/{dataset}/forget_set_{forget_set}.npy"
-DOWNLOADED = "results/downloads/{dataset}/forget_set_{forget_set}.npy"  # a url's file
-WEIGHTS = "results/weights/{dataset}/{family}/shard~{shard}.safetensors"
-MARGINS = "results/margins/{dataset}/{family}/shard~{shard}.npz"
-# {sample}: "selection" (every run, selection models vs selection oracles) or "report_epoch~<e>" (the
-# reported run up to its snapshot e, report models vs scored oracles); see unlearnbench.selection
-UNLEARNED = "results/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/{sample}/shard~{shard}.npz"
-SCORES = "results/klom/{dataset}/{method}/{run}/forget_set~{forget_set}/{sample}"
-SELECTED = "results/selection/{dataset}/forget_set~{forget_set}.json"
-DATAMODELS = f"results/datamodels/{DATASET}"
-EFFECT = "results/datamodels/{dataset}/forget_set~{forget_set}/effect.npz"
+# every path of the run (unlearnbench.layout); the data set is a fixed path part, not a wildcard
+PATHS = layout.Layout(DATASET)
+SPLITS = PATHS.splits
+FORGET_SET = PATHS.forget_set()
 # an attribution matrix replacing the pool fit (datamodels.import), or None
 DATAMODELS_IMPORT = config["datamodels"]["import"]
 # estimator and penalty reach a job only when it fits the pool: with an import they change nothing
 DATAMODEL_ESTIMATOR = None if DATAMODELS_IMPORT else config["datamodels"]["estimator"]
 DATAMODEL_L2 = None if DATAMODELS_IMPORT else config["datamodels"]["l2"]
-ULIRA_DIR = f"results/ulira/{DATASET}"
 
 
 wildcard_constraints:
-    dataset="[a-z0-9_]+",
     shard=r"\d+",
-    forget_set="[A-Za-z0-9-]+",
+    forget_set=layout.FORGET_SET_ID,
     method="[A-Za-z][A-Za-z0-9_]*",
     run="[^/]+",
     sample=selection.SAMPLE_PATTERN,
-    family=r"base|pool|oracle/forget_set~[A-Za-z0-9-]+",
+    family=layout.FAMILY_PATTERN,
 
 
 def id_pattern(ids):
@@ -104,10 +93,6 @@ def get_device(wildcards, resources):
     return device_request(resources.gpu, RES["device"], RES["jobs_per_gpu"])
 
 
-def oracle_family(forget_set):
-    return f"oracle/forget_set~{forget_set}"
-
-
 def get_split_file(wildcards):
     """A user's split file (living17 in the published index space) is an input: editing it rebuilds the splits."""
     split_file = config["data"]["split_file"]
@@ -149,21 +134,19 @@ def get_forget_set_input(wildcards):
         if entry.get("url") and not (
             entry.get("path") and os.path.exists(entry["path"])
         ):
-            return {"user_file": DOWNLOADED.format(**wildcards)}
+            return {"user_file": PATHS.downloaded_forget_set(wildcards.forget_set)}
         return {"user_file": entry["path"]}
     if entry["kind"] == "attribution_pc":  # the pool's fit, or an imported matrix
-        fit = f"{DATAMODELS}/fit.npz"
         return {
-            "datamodels": DATAMODELS_IMPORT["weights"] if DATAMODELS_IMPORT else fit
+            "datamodels": (
+                DATAMODELS_IMPORT["weights"] if DATAMODELS_IMPORT else PATHS.datamodel_fit
+            )
         }
     return {}
 
 
 def get_pool_margins(wildcards=None):
-    return [
-        MARGINS.format(dataset=DATASET, family="pool", shard=s)
-        for s in range(len(POOL_SHARDS))
-    ]
+    return [PATHS.margins("pool", s) for s in range(len(POOL_SHARDS))]
 
 
 def get_imported_datamodels(wildcards):
@@ -173,7 +156,7 @@ def get_imported_datamodels(wildcards):
 
 
 def get_datamodel_effect_input(wildcards):
-    inputs = {"forget_set": FORGET_SET.format(**wildcards)}
+    inputs = {"forget_set": PATHS.forget_set(wildcards.forget_set)}
     if DATAMODELS_IMPORT:
         inputs |= get_imported_datamodels(wildcards) | {"splits": SPLITS}
     else:
@@ -181,93 +164,58 @@ def get_datamodel_effect_input(wildcards):
     return inputs
 
 
-def get_pool_seeds(wildcards):
-    return [
-        derive_seed("pool", i, base=config["seed"])
-        for i in range(*POOL_SHARDS[int(wildcards.shard)])
-    ]
-
-
-def get_model_range(wildcards, stage):
-    shards = {"base": BASE_SHARDS, "oracle": ORACLE_SHARDS, "pool": POOL_SHARDS}[stage]
-    return shards[int(wildcards.shard)]
+def get_model_range(wildcards, family):
+    return plan.model_range(config, family, wildcards.shard)
 
 
 def get_base_seeds(wildcards):
-    return [
-        derive_seed("base", i, base=config["seed"])
-        for i in range(*get_model_range(wildcards, "base"))
-    ]
+    return plan.base_seeds(config, wildcards.shard)
 
 
 def get_oracle_seeds(wildcards):
-    start, stop = get_model_range(wildcards, "oracle")
-    return [
-        derive_seed("oracle", wildcards.forget_set, i, base=config["seed"])
-        for i in range(start, stop)
-    ]
+    return plan.oracle_seeds(config, wildcards.forget_set, wildcards.shard)
+
+
+def get_pool_seeds(wildcards):
+    return plan.pool_seeds(config, wildcards.shard)
+
+
+def get_pool_mask_seed(wildcards):
+    return plan.pool_mask_seed(config)
 
 
 def get_unlearn_input(wildcards):
     """Inputs of one unlearning job: what the method's registry entry says it needs."""
     entry = lookup(wildcards.method, config["plugins"])
-    family = oracle_family(wildcards.forget_set)
+    family = layout.oracle_family(wildcards.forget_set)
     shard = int(wildcards.shard)
-    effect = EFFECT.format(dataset=DATASET, forget_set=wildcards.forget_set)
+    effect = PATHS.datamodel_effect(wildcards.forget_set)
     if entry.kind == "margins":
         inputs = (
             {"datamodel_effect": effect} if "datamodel_effect" in entry.needs else {}
         )
         if "base_margins" in entry.needs:
-            inputs["base_margins"] = MARGINS.format(
-                dataset=DATASET, family="base", shard=shard
-            )
+            inputs["base_margins"] = PATHS.margins("base", shard)
         if "holdout_margins" in entry.needs:
             holdout = plan.holdout_oracle_shards(config)[shard]
-            inputs["holdout_margins"] = MARGINS.format(
-                dataset=DATASET, family=family, shard=holdout
-            )
+            inputs["holdout_margins"] = PATHS.margins(family, holdout)
         return inputs
     inputs = {
-        "weights": WEIGHTS.format(dataset=DATASET, family="base", shard=shard),
+        "weights": PATHS.weights("base", shard),
         "splits": SPLITS,
-        "forget_set": FORGET_SET.format(
-            dataset=DATASET, forget_set=wildcards.forget_set
-        ),
+        "forget_set": PATHS.forget_set(wildcards.forget_set),
     }
     if "datamodel_effect" in entry.needs:
         inputs["datamodel_effect"] = effect
     if "matching_oracles" in entry.needs:
         inputs["matching_oracles"] = [
-            WEIGHTS.format(dataset=DATASET, family=family, shard=s)
-            for s in plan.holdout_oracle_shards(config)
+            PATHS.weights(family, s) for s in plan.holdout_oracle_shards(config)
         ]
     return inputs
 
 
-def holds_oracles(method):
-    """Methods whose "models" are held-out oracles (the oracle draw), not base models."""
-    return "holdout_margins" in lookup(method, config["plugins"]).needs
-
-
 def get_unlearn_shards(method, sample="report"):
-    """Shards of an unlearning run on a sample ("selection" or "report"): base-model shards of that sample,
-    or the held-out oracle shards (numbered from 0) for the oracle draw, which has nothing to select.
-    """
-    if holds_oracles(method):
-        if sample == "selection":
-            raise ValueError(f"{method} is never run on the selection sample")
-        return range(len(plan.holdout_oracle_shards(config)))
-    if sample == "selection":
-        return plan.selection_base_shards(config)
-    return plan.report_base_shards(config)
-
-
-def unlearn_model_range(method, shard):
-    """Model indices of an unlearning job's shard, in the family its models come from."""
-    if holds_oracles(method):
-        return ORACLE_SHARDS[plan.holdout_oracle_shards(config)[int(shard)]]
-    return BASE_SHARDS[int(shard)]
+    return plan.unlearn_shards(config, method, sample)
 
 
 def get_hyperparameters(wildcards):
@@ -288,28 +236,22 @@ def get_snapshot_epochs(wildcards):
     )
 
 
-def get_unlearn_seeds(wildcards):
-    start, stop = unlearn_model_range(wildcards.method, wildcards.shard)
-    w = wildcards
-    return [
-        derive_seed("unlearn", w.method, w.run, w.forget_set, i, base=config["seed"])
-        for i in range(start, stop)
-    ]
+def get_unlearn_seeds(w):
+    return plan.unlearn_seeds(config, w.method, w.run, w.forget_set, w.shard)
 
 
 def get_unlearned_shards(wildcards):
     kind, _ = selection.parse_sample(wildcards.sample)
-    return expand(
-        UNLEARNED,
-        shard=get_unlearn_shards(wildcards.method, kind),
-        allow_missing=True,
-        **wildcards,
-    )
+    w = wildcards
+    return [
+        PATHS.unlearned(w.method, w.run, w.forget_set, w.sample, s)
+        for s in get_unlearn_shards(w.method, kind)
+    ]
 
 
 def get_scored_oracle_margins(wildcards):
     """The oracles a sample is scored against: the selection oracles, or the scored oracles."""
-    family = oracle_family(wildcards.forget_set)
+    family = layout.oracle_family(wildcards.forget_set)
     sample = wildcards.get("sample")  # rules without one read the scored oracles
     kind = selection.parse_sample(sample)[0] if sample else "report"
     shards = (
@@ -317,7 +259,7 @@ def get_scored_oracle_margins(wildcards):
         if kind == "selection"
         else plan.scored_oracle_shards(config)
     )
-    return [MARGINS.format(dataset=DATASET, family=family, shard=s) for s in shards]
+    return [PATHS.margins(family, s) for s in shards]
 
 
 def get_bootstrap(wildcards):
@@ -355,14 +297,8 @@ def selection_keys(wildcards=None):
 def get_selection_stats(wildcards):
     """Selection-sample scores of every run chosen from on a forget set (parallel to selection_keys())."""
     return [
-        f"{SCORES}/stats.csv".format(
-            dataset=DATASET,
-            method=key["method"],
-            run=key["run"],
-            forget_set=wildcards.forget_set,
-            sample="selection",
-        )
-        for key in selection_keys()
+        PATHS.scores("stats.csv", k["method"], k["run"], wildcards.forget_set, "selection")
+        for k in selection_keys()
     ]
 
 
@@ -370,7 +306,7 @@ def selected_run(method, forget_set):
     """(run, epoch) reported for a method on a forget set: chosen by the select_run checkpoint, or the
     only candidate. None for the retrain curve (every run is reported)."""
     if selects(method):
-        path = checkpoints.select_run.get(dataset=DATASET, forget_set=forget_set)
+        path = checkpoints.select_run.get(forget_set=forget_set)
         chosen = {
             c["method"]: c for c in selection.read_selection(path.output.selection)
         }
@@ -395,12 +331,7 @@ def scored_runs(chosen=True):
 
 def score_paths(runs, name):
     """One file ``name`` (stats.csv or epsilon.csv) of each score in ``runs`` (from scored_runs)."""
-    return [
-        f"{SCORES}/{name}".format(
-            dataset=DATASET, method=m, run=r, forget_set=fs, sample=sample
-        )
-        for m, r, fs, sample in runs
-    ]
+    return [PATHS.scores(name, m, r, fs, sample) for m, r, fs, sample in runs]
 
 
 def get_all_scores(wildcards, name):
@@ -415,7 +346,7 @@ def get_selection_files(wildcards=None):
     forget_sets = (
         [wildcards.forget_set] if hasattr(wildcards, "forget_set") else FORGET_SETS
     )
-    return [SELECTED.format(dataset=DATASET, forget_set=fs) for fs in forget_sets]
+    return [PATHS.selected(fs) for fs in forget_sets]
 
 
 def get_summary_keys(wildcards):
@@ -481,7 +412,7 @@ def reported_runs(forget_set, sample_chosen_on=False):
 
 def klom_epochs_files(wildcards):
     return report_plan.score_files(
-        f"{SCORES}/klom.npz",
+        PATHS.scores("klom.npz"),
         DATASET,
         wildcards.forget_set,
         reported_runs(wildcards.forget_set, sample_chosen_on=True),
@@ -491,13 +422,13 @@ def klom_epochs_files(wildcards):
 def margins_score_files(wildcards):
     runs = reported_runs(wildcards.forget_set)
     return report_plan.score_files(
-        f"{SCORES}/klom.npz", DATASET, wildcards.forget_set, runs
+        PATHS.scores("klom.npz"), DATASET, wildcards.forget_set, runs
     )
 
 
 def margins_shard_files(wildcards):
     return report_plan.shard_files(
-        UNLEARNED,
+        PATHS.unlearned(),
         DATASET,
         wildcards.forget_set,
         reported_runs(wildcards.forget_set),
@@ -531,28 +462,12 @@ def get_ulira_snapshot_epochs(wildcards):
     return plan.snapshot_epochs(ULIRA["methods"], wildcards.method)
 
 
-def get_ulira_seeds(wildcards):
-    """Per request k and pool model i: seeds of its retrained oracle and of its unlearning run."""
-    w, k_max = wildcards, ULIRA["n_requests"]
-    models = range(*POOL_SHARDS[int(w.shard)])
-    return {
-        stage: [
-            [
-                derive_seed("ulira", stage, w.method, w.run, k, i, base=config["seed"])
-                for i in models
-            ]
-            for k in range(k_max)
-        ]
-        for stage in ("oracle", "unlearn")
-    }
+def get_ulira_seeds(w):
+    return plan.ulira_seeds(config, w.method, w.run, w.shard)
 
 
 def get_ulira_scores(wildcards=None):
-    return [
-        f"{ULIRA_DIR}/{m}/{r}/scores.csv"
-        for m, runs in ULIRA_RUNS.items()
-        for r in runs
-    ]
+    return [PATHS.ulira_scores(m, r) for m, runs in ULIRA_RUNS.items() for r in runs]
 
 
 def get_ulira_keys(wildcards):
@@ -572,15 +487,16 @@ def unselected_scores():
 
 
 def get_final_outputs():
-    """The final targets: the KLOM and ε summaries, and the pool's products when there is a pool."""
+    """Every target of `rule all`: the KLOM and ε summaries, the pool's products when there is a pool,
+    and the report (tables and figures: unlearnbench.report_plan)."""
     outputs = [
-        "results/klom_summary.csv",
-        "results/klom_summary.parquet",
-        "results/epsilon_summary.csv",
+        layout.KLOM_SUMMARY,
+        layout.KLOM_SUMMARY_PARQUET,
+        layout.EPSILON_SUMMARY,
         *unselected_scores(),
     ]
     if POOL_SHARDS:
-        outputs.append(f"{DATAMODELS}/fit_quality.csv")
+        outputs.append(PATHS.datamodel_quality)
     if ULIRA:
-        outputs.append("results/ulira_summary.csv")
-    return outputs
+        outputs.append(layout.ULIRA_SUMMARY)
+    return outputs + report_plan.targets(FORGET_SETS, config)

@@ -2,9 +2,9 @@ rule prepare_dataset:
     input:
         unpack(get_split_file),
     output:
-        splits="results/data/{dataset}/splits.npz",
+        splits=SPLITS,
     log:
-        "logs/prepare_dataset/{dataset}.log",
+        PATHS.log("prepare_dataset", SPLITS),
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -26,7 +26,7 @@ rule make_forget_set:
     output:
         indices=FORGET_SET,
     log:
-        "logs/make_forget_set/{dataset}/forget_set_{forget_set}.log",
+        PATHS.log("make_forget_set", FORGET_SET),
     conda:
         "../../envs/unlearnbench.yaml"
     params:

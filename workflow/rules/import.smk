@@ -17,16 +17,16 @@ IMPORT = config["import"]
 ORACLE_IMPORTS = {str(k): v for k, v in IMPORT.get("oracle_margins", {}).items()}
 IMPORTED_ORACLE_SHARDS = imported_oracle_shards(config)
 HUB = hub_assets(config)  # import: {source: hub}: every file of the run, by job
-HUB_MANIFEST = "results/hub/manifest.json"
+HUB_MANIFEST = layout.HUB_MANIFEST
 
 
 if DOWNLOADS:
 
     rule download_forget_set:
         output:
-            indices=DOWNLOADED,
+            indices=PATHS.downloaded_forget_set(),
         log:
-            "logs/download_forget_set/{dataset}/forget_set_{forget_set}.log",
+            PATHS.log("download_forget_set", PATHS.downloaded_forget_set()),
         wildcard_constraints:
             forget_set=id_pattern(DOWNLOADS),
         localrule: True
@@ -53,9 +53,9 @@ if IMPORT.get("base_weights"):
         input:
             state_dicts=get_imported_state_dicts,
         output:
-            weights=WEIGHTS.replace("{family}", "base"),
+            weights=PATHS.weights("base"),
         log:
-            "logs/import_base_weights/{dataset}/shard~{shard}.log",
+            PATHS.log("import_base_weights", PATHS.weights("base")),
         conda:
             "../../envs/unlearnbench.yaml"
         params:
@@ -79,9 +79,9 @@ if ORACLE_IMPORTS and IMPORTED_ORACLE_SHARDS:
             train=lambda w: ORACLE_IMPORTS[w.forget_set]["train"],
             val=lambda w: ORACLE_IMPORTS[w.forget_set]["val"],
         output:
-            margins=MARGINS.replace("{family}", "oracle/forget_set~{forget_set}"),
+            margins=PATHS.margins(layout.oracle_family()),
         log:
-            "logs/import_oracle_margins/{dataset}/forget_set~{forget_set}/shard~{shard}.log",
+            PATHS.log("import_oracle_margins", PATHS.margins(layout.oracle_family())),
         wildcard_constraints:
             forget_set=id_pattern(ORACLE_IMPORTS),
             shard=id_pattern(IMPORTED_ORACLE_SHARDS),
@@ -112,7 +112,7 @@ if HUB:
         output:
             manifest=HUB_MANIFEST,
         log:
-            "logs/fetch_hub_assets.log",
+            PATHS.log("fetch_hub_assets", HUB_MANIFEST),
         priority: 100
         localrule: True
         conda:
@@ -137,7 +137,7 @@ if HUB:
             output:
                 indices=FORGET_SET,
             log:
-                "logs/import_hub_forget_set/{dataset}/forget_set_{forget_set}.log",
+                PATHS.log("import_hub_forget_set", FORGET_SET),
             wildcard_constraints:
                 forget_set=id_pattern(HUB.forget_sets),
             localrule: True
@@ -158,9 +158,9 @@ if HUB:
             input:
                 manifest=HUB_MANIFEST,
             output:
-                weights=WEIGHTS.replace("{family}", "base"),
+                weights=PATHS.weights("base"),
             log:
-                "logs/import_hub_base_weights/{dataset}/shard~{shard}.log",
+                PATHS.log("import_hub_base_weights", PATHS.weights("base")),
             wildcard_constraints:
                 shard=id_pattern(HUB.base_weights),
             localrule: True
@@ -184,9 +184,9 @@ if HUB:
             input:
                 manifest=HUB_MANIFEST,
             output:
-                margins=MARGINS.replace("{family}", "base"),
+                margins=PATHS.margins("base"),
             log:
-                "logs/import_hub_base_margins/{dataset}/shard~{shard}.log",
+                PATHS.log("import_hub_base_margins", PATHS.margins("base")),
             wildcard_constraints:
                 shard=id_pattern(HUB.base_margins),
             localrule: True
@@ -211,9 +211,11 @@ if HUB:
                 manifest=HUB_MANIFEST,
                 forget_set=FORGET_SET,
             output:
-                margins=MARGINS.replace("{family}", "oracle/forget_set~{forget_set}"),
+                margins=PATHS.margins(layout.oracle_family()),
             log:
-                "logs/import_hub_oracle_margins/{dataset}/forget_set~{forget_set}/shard~{shard}.log",
+                PATHS.log(
+                    "import_hub_oracle_margins", PATHS.margins(layout.oracle_family())
+                ),
             wildcard_constraints:
                 forget_set=id_pattern(HUB.oracle_forget_sets),
                 shard=id_pattern(IMPORTED_ORACLE_SHARDS),

@@ -1,13 +1,13 @@
 rule compute_margins:
     input:
-        weights=WEIGHTS,
+        weights=PATHS.weights(),
         splits=SPLITS,
     output:
-        margins=MARGINS,
+        margins=PATHS.margins(),
     log:
-        "logs/compute_margins/{dataset}/{family}/shard~{shard}.log",
+        PATHS.log("compute_margins", PATHS.margins()),
     benchmark:
-        "results/benchmarks/compute_margins/{dataset}/{family}/shard~{shard}.tsv"
+        PATHS.benchmark("compute_margins", PATHS.margins())
     group:
         "train"
     conda:

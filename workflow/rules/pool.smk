@@ -6,11 +6,11 @@ rule fit_datamodels:
     input:
         pool=get_pool_margins,
     output:
-        fit=f"{DATAMODELS}/fit.npz",
+        fit=PATHS.datamodel_fit,
     log:
-        f"logs/fit_datamodels/{DATASET}.log",
+        PATHS.log("fit_datamodels", PATHS.datamodel_fit),
     benchmark:
-        f"results/benchmarks/fit_datamodels/{DATASET}.tsv"
+        PATHS.benchmark("fit_datamodels", PATHS.datamodel_fit)
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -27,11 +27,11 @@ rule datamodel_quality:
         unpack(get_imported_datamodels),
         pool=get_pool_margins,
     output:
-        quality=f"{DATAMODELS}/fit_quality.csv",
+        quality=PATHS.datamodel_quality,
     log:
-        f"logs/datamodel_quality/{DATASET}.log",
+        PATHS.log("datamodel_quality", PATHS.datamodel_quality),
     benchmark:
-        f"results/benchmarks/datamodel_quality/{DATASET}.tsv"
+        PATHS.benchmark("datamodel_quality", PATHS.datamodel_quality)
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -39,7 +39,7 @@ rule datamodel_quality:
         l2=DATAMODEL_L2,
         holdout_models=config["datamodels"]["holdout_models"],
         group_sizes=config["datamodels"]["quality_group_sizes"],
-        seed=derive_seed("datamodel_quality", base=config["seed"]),
+        seed=plan.datamodel_quality_seed(config),
         imported=DATAMODELS_IMPORT,
         n_train=DATA.n_train,
         code=get_code("datamodel_quality.py"),
@@ -51,11 +51,11 @@ rule datamodel_effect:
     input:
         unpack(get_datamodel_effect_input),
     output:
-        effect=EFFECT,
+        effect=PATHS.datamodel_effect(),
     log:
-        "logs/datamodel_effect/{dataset}/forget_set~{forget_set}.log",
+        PATHS.log("datamodel_effect", PATHS.datamodel_effect()),
     benchmark:
-        "results/benchmarks/datamodel_effect/{dataset}/forget_set~{forget_set}.tsv"
+        PATHS.benchmark("datamodel_effect", PATHS.datamodel_effect())
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -72,9 +72,9 @@ rule make_ulira_requests:
         pool=get_pool_margins,
         splits=SPLITS,
     output:
-        requests=f"{ULIRA_DIR}/requests.npz",
+        requests=PATHS.ulira_requests,
     log:
-        f"logs/make_ulira_requests/{DATASET}.log",
+        PATHS.log("make_ulira_requests", PATHS.ulira_requests),
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -89,16 +89,16 @@ rule make_ulira_requests:
 
 rule ulira_unlearn:
     input:
-        weights=WEIGHTS.replace("{family}", "pool"),
-        pool_margins=MARGINS.replace("{family}", "pool"),
-        requests=f"{ULIRA_DIR}/requests.npz",
+        weights=PATHS.weights("pool"),
+        pool_margins=PATHS.margins("pool"),
+        requests=PATHS.ulira_requests,
         splits=SPLITS,
     output:
-        runs="results/ulira/{dataset}/{method}/{run}/shard~{shard}.npz",
+        runs=PATHS.ulira_runs(),
     log:
-        "logs/ulira_unlearn/{dataset}/{method}/{run}/shard~{shard}.log",
+        PATHS.log("ulira_unlearn", PATHS.ulira_runs()),
     benchmark:
-        "results/benchmarks/ulira_unlearn/{dataset}/{method}/{run}/shard~{shard}.tsv"
+        PATHS.benchmark("ulira_unlearn", PATHS.ulira_runs())
     group:
         "ulira"
     conda:
@@ -123,15 +123,14 @@ rule ulira_unlearn:
 
 rule score_ulira:
     input:
-        runs=lambda w: expand(
-            "results/ulira/{{dataset}}/{{method}}/{{run}}/shard~{shard}.npz",
-            shard=range(len(POOL_SHARDS)),
-        ),
-        requests=f"{ULIRA_DIR}/requests.npz",
+        runs=lambda w: [
+            PATHS.ulira_runs(w.method, w.run, s) for s in range(len(POOL_SHARDS))
+        ],
+        requests=PATHS.ulira_requests,
     output:
-        scores="results/ulira/{dataset}/{method}/{run}/scores.csv",
+        scores=PATHS.ulira_scores(),
     log:
-        "logs/score_ulira/{dataset}/{method}/{run}.log",
+        PATHS.log("score_ulira", PATHS.ulira_scores()),
     group:
         "ulira"
     conda:
@@ -149,9 +148,9 @@ rule summarize_ulira:
     input:
         scores=get_ulira_scores,
     output:
-        csv="results/ulira_summary.csv",
+        csv=layout.ULIRA_SUMMARY,
     log:
-        "logs/summarize_ulira.log",
+        PATHS.log("summarize_ulira", layout.ULIRA_SUMMARY),
     group:
         "report"
     conda:

@@ -1,6 +1,6 @@
 # What people read: results/summary.md (each method's reported run per forget set), figures under
 # results/figures/ and, with `snakemake --report results/report.html`, a self-contained HTML report.
-# The library does the work (unlearnbench.plots, .summary_md; paths in .report_plan); scripts unpack.
+# The library does the work (unlearnbench.plots, .summary_md; paths in .layout); scripts unpack.
 # The figures follow the table: each method's run chosen on the selection sample, reported on the
 # report sample (the select_run checkpoints say which).
 
@@ -14,34 +14,33 @@ REPORT_REFERENCE = next(iter(with_role(RUNS, "no_unlearning", config["plugins"])
 OPTIONAL_TABLES = report_plan.enabled_optional_tables(
     config
 )  # U-LiRA, epsilon when enabled
-REPORT_TARGETS = report_plan.targets(FORGET_SETS, config)
 
 
 rule report_tables:
     input:
         unpack(lambda w: {name: path for name, (path, _) in OPTIONAL_TABLES.items()}),
-        summary="results/klom_summary.csv",
+        summary=layout.KLOM_SUMMARY,
     output:
         markdown=report(
-            report_plan.SUMMARY_MD,
+            layout.SUMMARY_MD,
             caption="../report/summary_md.rst",
             category="1. Summary tables",
             labels={"table": "summary.md (reported run per method)"},
         ),
         best=report(
-            report_plan.BEST_RUNS_HTML,
+            layout.BEST_RUNS_HTML,
             caption="../report/best_runs.rst",
             category="1. Summary tables",
             labels={"table": "reported run per method and forget set"},
         ),
         full=report(
-            report_plan.SUMMARY_HTML,
+            layout.SUMMARY_HTML,
             caption="../report/klom_summary.rst",
             category="1. Summary tables",
             labels={"table": "every run, snapshot and group"},
         ),
     log:
-        "logs/report/report_tables.log",
+        PATHS.log("report_tables", layout.SUMMARY_MD),
     group:
         "report"
     conda:
@@ -59,13 +58,13 @@ rule report_extra_table:
         table=lambda w: OPTIONAL_TABLES[w.table][0],
     output:
         html=report(
-            report_plan.EXTRA_TABLE_HTML,
+            layout.extra_table_html(),
             caption="../report/extra_table.rst",
             category="1. Summary tables",
             labels={"table": "{table}"},
         ),
     log:
-        "logs/report/report_extra_table/{table}.log",
+        PATHS.log("report_extra_table", layout.extra_table_html()),
     wildcard_constraints:
         table="|".join(report_plan.OPTIONAL_TABLES),
     group:
@@ -81,16 +80,16 @@ rule report_extra_table:
 
 rule plot_tradeoff:
     input:
-        summary="results/klom_summary.csv",
+        summary=layout.KLOM_SUMMARY,
     output:
         figure=report(
-            report_plan.figure("tradeoff", "{forget_set}"),
+            layout.figure("tradeoff", "{forget_set}"),
             caption="../report/tradeoff.rst",
             category="2. P95 against cost",
             labels={"forget set": "{forget_set}"},
         ),
     log:
-        "logs/report/plot_tradeoff/forget_set~{forget_set}.log",
+        PATHS.log("plot_tradeoff", layout.figure("tradeoff", "{forget_set}")),
     group:
         "report"
     conda:
@@ -105,16 +104,16 @@ rule plot_tradeoff:
 
 rule plot_group_bars:
     input:
-        summary="results/klom_summary.csv",
+        summary=layout.KLOM_SUMMARY,
     output:
         figure=report(
-            report_plan.figure("p95_bars"),
+            layout.figure("p95_bars"),
             caption="../report/group_bars.rst",
             category="3. P95 per group",
             labels={"figure": "reported run per method, every forget set"},
         ),
     log:
-        "logs/report/plot_group_bars.log",
+        PATHS.log("plot_group_bars", layout.figure("p95_bars")),
     group:
         "report"
     conda:
@@ -128,19 +127,19 @@ rule plot_group_bars:
 
 rule plot_klom_epochs:
     input:
-        summary="results/klom_summary.csv",
+        summary=layout.KLOM_SUMMARY,
         scores=lambda w: klom_epochs_files(w)[0],
-        forget_set=lambda w: FORGET_SET.format(dataset=DATASET, forget_set=w.forget_set),
+        forget_set=FORGET_SET,
         selections=get_selection_files,
     output:
         figure=report(
-            report_plan.figure("klom_epochs", "{forget_set}"),
+            layout.figure("klom_epochs", "{forget_set}"),
             caption="../report/klom_epochs.rst",
             category="4. KLOM over epochs",
             labels={"forget set": "{forget_set}"},
         ),
     log:
-        "logs/report/plot_klom_epochs/forget_set~{forget_set}.log",
+        PATHS.log("plot_klom_epochs", layout.figure("klom_epochs", "{forget_set}")),
     group:
         "report"
     conda:
@@ -157,21 +156,21 @@ rule plot_klom_epochs:
 
 rule plot_margins:
     input:
-        summary="results/klom_summary.csv",
+        summary=layout.KLOM_SUMMARY,
         scores=lambda w: margins_score_files(w)[0],
         unlearned=lambda w: margins_shard_files(w)[0],
         oracles=get_scored_oracle_margins,
-        forget_set=lambda w: FORGET_SET.format(dataset=DATASET, forget_set=w.forget_set),
+        forget_set=FORGET_SET,
         selections=get_selection_files,
     output:
         figure=report(
-            report_plan.figure("margins", "{forget_set}"),
+            layout.figure("margins", "{forget_set}"),
             caption="../report/margins.rst",
             category="5. Margin histograms",
             labels={"forget set": "{forget_set}"},
         ),
     log:
-        "logs/report/plot_margins/forget_set~{forget_set}.log",
+        PATHS.log("plot_margins", layout.figure("margins", "{forget_set}")),
     group:
         "report"
     conda:

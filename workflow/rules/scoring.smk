@@ -9,13 +9,13 @@ rule score_klom:
         oracles=get_scored_oracle_margins,
         forget_set=FORGET_SET,
     output:
-        scores=f"{SCORES}/klom.npz",
-        stats=f"{SCORES}/stats.csv",
-        epsilon=f"{SCORES}/epsilon.csv",
+        scores=PATHS.scores("klom.npz"),
+        stats=PATHS.scores("stats.csv"),
+        epsilon=PATHS.scores("epsilon.csv"),
     log:
-        "logs/score_klom/{dataset}/{method}/{run}/forget_set~{forget_set}/{sample}.log",
+        PATHS.log("score_klom", PATHS.scores("stats.csv")),
     benchmark:
-        "results/benchmarks/score_klom/{dataset}/{method}/{run}/forget_set~{forget_set}/{sample}.tsv"
+        PATHS.benchmark("score_klom", PATHS.scores("stats.csv"))
     group:
         "unlearn"
     conda:
@@ -38,11 +38,11 @@ rule summarize:
         epsilon=lambda w: get_all_scores(w, "epsilon.csv"),
         selections=get_selection_files,
     output:
-        csv="results/klom_summary.csv",
-        parquet="results/klom_summary.parquet",
-        epsilon="results/epsilon_summary.csv",
+        csv=layout.KLOM_SUMMARY,
+        parquet=layout.KLOM_SUMMARY_PARQUET,
+        epsilon=layout.EPSILON_SUMMARY,
     log:
-        "logs/summarize.log",
+        PATHS.log("summarize", layout.KLOM_SUMMARY),
     group:
         "report"
     conda:

@@ -8,9 +8,9 @@ checkpoint select_run:
     input:
         stats=get_selection_stats,
     output:
-        selection=SELECTED,
+        selection=PATHS.selected(),
     log:
-        "logs/select_run/{dataset}/forget_set~{forget_set}.log",
+        PATHS.log("select_run", PATHS.selected()),
     conda:
         "../../envs/unlearnbench.yaml"
     params:

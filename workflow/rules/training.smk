@@ -6,11 +6,11 @@ rule train_base:
     input:
         splits=SPLITS,
     output:
-        weights=WEIGHTS.replace("{family}", "base"),
+        weights=PATHS.weights("base"),
     log:
-        "logs/train_base/{dataset}/shard~{shard}.log",
+        PATHS.log("train_base", PATHS.weights("base")),
     benchmark:
-        "results/benchmarks/train_base/{dataset}/shard~{shard}.tsv"
+        PATHS.benchmark("train_base", PATHS.weights("base"))
     group:
         "train"
     conda:
@@ -36,11 +36,11 @@ rule train_oracle:
         splits=SPLITS,
         forget_set=FORGET_SET,
     output:
-        weights=WEIGHTS.replace("{family}", "oracle/forget_set~{forget_set}"),
+        weights=PATHS.weights(layout.oracle_family()),
     log:
-        "logs/train_oracle/{dataset}/forget_set~{forget_set}/shard~{shard}.log",
+        PATHS.log("train_oracle", PATHS.weights(layout.oracle_family())),
     benchmark:
-        "results/benchmarks/train_oracle/{dataset}/forget_set~{forget_set}/shard~{shard}.tsv"
+        PATHS.benchmark("train_oracle", PATHS.weights(layout.oracle_family()))
     group:
         "train"
     conda:
@@ -65,11 +65,11 @@ rule train_pool:
     input:
         splits=SPLITS,
     output:
-        weights=WEIGHTS.replace("{family}", "pool"),
+        weights=PATHS.weights("pool"),
     log:
-        "logs/train_pool/{dataset}/shard~{shard}.log",
+        PATHS.log("train_pool", PATHS.weights("pool")),
     benchmark:
-        "results/benchmarks/train_pool/{dataset}/shard~{shard}.tsv"
+        PATHS.benchmark("train_pool", PATHS.weights("pool"))
     group:
         "train"
     conda:
@@ -82,7 +82,7 @@ rule train_pool:
         recipe=(config["pool"] or {}).get("train"),
         model_range=lambda w: get_model_range(w, "pool"),
         seeds=get_pool_seeds,
-        pool_seed=config["seed"],
+        pool_seed=get_pool_mask_seed,
         device=get_device,
         models_per_batch=RES["models_per_batch"],
         code=get_code("train.py"),

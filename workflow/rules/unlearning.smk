@@ -6,11 +6,11 @@ rule unlearn:
     input:
         unpack(get_unlearn_input),
     output:
-        margins=UNLEARNED,
+        margins=PATHS.unlearned(),
     log:
-        "logs/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/{sample}/shard~{shard}.log",
+        PATHS.log("unlearn", PATHS.unlearned()),
     benchmark:
-        "results/benchmarks/unlearn/{dataset}/{method}/{run}/forget_set~{forget_set}/{sample}/shard~{shard}.tsv"
+        PATHS.benchmark("unlearn", PATHS.unlearned())
     group:
         "unlearn"
     conda:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..plan import pool_mask  # the pool's masks are part of the run's plan (seeded with it)
+
 __all__ = [
     "MIN_STD",
     "gaussian_forgotten_probability",
@@ -36,20 +38,6 @@ __all__ = [
 # behaves as an (almost) point mass: a margin is attributed to whichever mean it is closer to in units of the
 # floored stds.
 MIN_STD = 1e-6
-
-
-def pool_mask(n_train: int, model: int, seed: int) -> np.ndarray:
-    """Inclusion mask ``bool [n_train]`` of pool model ``model``: exactly ``n_train // 2`` points.
-
-    It depends only on ``(seed, model)`` (``numpy.random.default_rng([seed, model])``), so any pool model can be
-    rebuilt alone and adding models never changes existing ones.  Every mask has the same size because the training
-    engine trains several models as one batched network, which needs equal epoch lengths.
-    """
-    if n_train < 2:
-        raise ValueError(f"n_train must be at least 2, got {n_train}")
-    mask = np.zeros(n_train, dtype=bool)
-    mask[np.random.default_rng([seed, model]).permutation(n_train)[: n_train // 2]] = True
-    return mask
 
 
 def pool_masks(n_train: int, n_models: int, seed: int) -> np.ndarray:
