@@ -9,7 +9,8 @@ In the style of PyPSA-Eur's path providers (``resources()``, ``logs()``, ``bench
   concrete path when given values and a Snakemake template when not: ``Layout("digits").weights("base")``
   is ``results/weights/digits/base/shard~{shard}.safetensors``, ``.weights("base", 3)`` its shard 3.
 - A rule's log and benchmark derive from its name and its output's wildcards (:meth:`Layout.log`,
-  :meth:`Layout.benchmark`): ``logs/<rule>/<dataset>/<the output's wildcard parts>.log``.
+  :meth:`Layout.benchmark`): ``logs/<rule>/<dataset>/<the output's wildcard parts>.log`` (the data set only
+  for its own artefacts; the report's rules under ``logs/report/``).
 
 Importable without torch or Snakemake (the Snakefile imports it at every parse).
 """
@@ -65,6 +66,11 @@ def oracle_family(forget_set: str = "{forget_set}") -> str:
 
 
 FAMILY_PATTERN = f"base|pool|{oracle_family(FORGET_SET_ID)}"
+
+def _is_report(path: str) -> bool:
+    """Whether ``path`` is part of the report (its rules' logs are kept together, under ``logs/report/``)."""
+    return path == SUMMARY_MD or path.startswith((f"{REPORT}/", f"{FIGURES}/"))
+
 
 # a wildcard written ``name~{name}`` (kept with its name in logs) or ``{name}``
 _WILDCARD = re.compile(r"(\w+)~\{\1\}|\{\w+\}")
@@ -137,10 +143,10 @@ class Layout:
 
     # logs and benchmarks
     def _job_key(self, rule: str, output: str) -> str:
-        """``<rule>[/<dataset>][/<wildcard parts of output>]``: the data set when the output is one of its
+        """``[report/]<rule>[/<dataset>][/<wildcard parts of output>]``: the data set when the output is one of its
         artefacts, then each wildcard of the output's path (``name~{name}`` or ``{name}``), folder by folder."""
         parts = output.split("/")
-        key = [rule]
+        key = ["report", rule] if _is_report(output) else [rule]
         if len(parts) > 3 and parts[0] == RESULTS and parts[2] == self.dataset:
             key.append(self.dataset)
         for part in parts:
