@@ -23,6 +23,9 @@ from unlearnbench.datamodels import (
 )
 from unlearnbench.metrics.ulira import pool_masks
 from unlearnbench.planted import planted_truth
+from unlearnbench import layout
+
+DIGITS = layout.Layout("digits")  # the paths of a run on the digits data set
 
 
 def ridge_reference(masks: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
@@ -583,10 +586,10 @@ def test_the_report_shows_fit_quality_when_there_is_a_pool() -> None:
     from unlearnbench import report_plan
 
     tables = report_plan.enabled_optional_tables({"dataset": "digits", "pool": {"n_models": 8}})
-    assert tables["pool"][0] == "results/datamodels/digits/fit_quality.csv"
+    assert tables["pool"][0] == DIGITS.datamodel_quality
     assert "pool" not in report_plan.enabled_optional_tables({"dataset": "digits", "pool": None})
     targets = report_plan.targets([], {"dataset": "digits", "pool": {"n_models": 8}})
-    assert "results/report/pool_summary.html" in targets
+    assert layout.extra_table_html("pool") in targets
 
 
 def test_config_accepts_imported_datamodels_instead_of_a_pool() -> None:

@@ -21,6 +21,9 @@ import yaml
 from conftest import REPO, TINY_CONFIG, planned_jobs, snakemake
 from unlearnbench import jobs, storage
 from unlearnbench.storage import ArtefactError
+from unlearnbench import layout
+
+DIGITS = layout.Layout("digits")  # the paths of a run on the digits data set
 
 pytestmark = pytest.mark.workflow
 
@@ -106,8 +109,8 @@ def test_sigkill_during_training_leaves_only_complete_artefacts_and_resumes_iden
     assert proc.returncode != 0 and ("incomplete" in text or "lock" in text), text[-2000:]
     snakemake(work, "--unlock", "--configfile", TINY_CONFIG)
     snakemake(work, "--rerun-incomplete", "--configfile", TINY_CONFIG, timeout=1800)  # the rest of the tiny run
-    reference = (tiny_run / "results/klom_summary.csv").read_bytes()
-    assert (work / "results/klom_summary.csv").read_bytes() == reference
+    reference = (tiny_run / layout.KLOM_SUMMARY).read_bytes()
+    assert (work / layout.KLOM_SUMMARY).read_bytes() == reference
     check_artefacts(work / "results")
     # identical runs, identical bytes: every artefact (weights, margins, scores, tables, figures, HTML) of the
     # killed-and-resumed run equals the reference run's, made by other processes at other times
@@ -140,23 +143,24 @@ def test_a_killed_writer_leaves_no_file_under_the_final_name(tmp_path):
 
 
 def test_temp_files_of_killed_writers_are_swept_at_start(workflow_copy):
-    folder = workflow_copy / "results/forget_sets/digits"
+    target = Path(DIGITS.forget_set("1"))
+    folder = workflow_copy / target.parent
     folder.mkdir(parents=True)
-    dead, fresh = folder / ".forget_set_1.npy.ab12cd34.tmp", folder / ".forget_set_2.npy.ef56gh78.tmp"
+    dead, fresh = folder / f".{target.name}.ab12cd34.tmp", folder / f".{Path(DIGITS.forget_set('2')).name}.ef56gh78.tmp"
     for path in (dead, fresh):
         path.write_bytes(b"half-written")
     old = time.time() - storage.STALE_AFTER_S - 60
     os.utime(dead, (old, old))
-    proc = snakemake(workflow_copy, "results/forget_sets/digits/forget_set_1.npy", "--configfile", TINY_CONFIG)
-    assert not dead.exists() and f"removed stale temp file results/forget_sets/digits/{dead.name}" in proc.stdout
+    proc = snakemake(workflow_copy, str(target), "--configfile", TINY_CONFIG)
+    assert not dead.exists() and f"removed stale temp file {target.parent}/{dead.name}" in proc.stdout
     assert fresh.exists()  # may belong to a writer that is still running
-    assert (folder / "forget_set_1.npy").exists()
+    assert (workflow_copy / target).exists()
 
 
 # damaged artefacts -----------------------------------------------------------------------------------------
 
-MARGINS = "results/margins/digits/oracle/forget_set~1/shard~0.npz"  # scored oracles (models 0-9 of N = 10)
-WEIGHTS = "results/weights/digits/base/shard~0.safetensors"
+MARGINS = DIGITS.margins(layout.oracle_family("1"), 0)  # scored oracles (models 0-9 of N = 10)
+WEIGHTS = DIGITS.weights("base", 0)
 
 
 def test_damaged_margins_and_weights_are_named_with_how_to_rebuild_them(tiny_run, tmp_path):
@@ -173,7 +177,7 @@ def test_damaged_margins_and_weights_are_named_with_how_to_rebuild_them(tiny_run
         storage.load_arrays(work / MARGINS, jobs.MARGINS_REQUIRED)
     assert str(work / MARGINS) in str(err.value) and "--forcerun" in str(err.value)
     with pytest.raises(ArtefactError) as err:
-        jobs.compute_margins(str(work / WEIGHTS), str(work / "results/data/digits/splits.npz"),
+        jobs.compute_margins(str(work / WEIGHTS), str(work / DIGITS.splits),
                              str(tmp_path / "margins.npz"))
     assert str(work / WEIGHTS) in str(err.value) and "rebuild" in str(err.value)
     assert not (tmp_path / "margins.npz").exists()
@@ -183,8 +187,8 @@ def test_damaged_margins_and_weights_are_named_with_how_to_rebuild_them(tiny_run
     proc = snakemake(work, "--keep-going", "--show-failed-logs", "--configfile", TINY_CONFIG, check=False)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    for path, consumer_log in ((MARGINS, "logs/score_klom/digits/oracle/default/forget_set~1/report_epoch~0.log"),
-                               (WEIGHTS, "logs/compute_margins/digits/base/shard~0.log")):
+    for path, consumer_log in ((MARGINS, DIGITS.log("score_klom", DIGITS.scores("stats.csv")).format(method="oracle", run="default", forget_set=1, sample="report_epoch~0")),
+                               (WEIGHTS, DIGITS.log("compute_margins", DIGITS.margins()).format(family="base", shard=0))):
         log = (work / consumer_log).read_text()
         message = f"{path}\n  The file is damaged or incomplete. Delete it and rebuild it"
         assert message in log, log[-3000:]
@@ -267,7 +271,7 @@ def test_a_diverging_method_is_recorded_and_the_sweep_finishes(workflow_copy):
     name = write_config(workflow_copy, config, "diverging.yaml")
     proc = snakemake(workflow_copy, "--configfile", name)
     assert proc.returncode == 0
-    table = pd.read_csv(workflow_copy / "results/klom_summary.csv")
+    table = pd.read_csv(workflow_copy / layout.KLOM_SUMMARY)
     # 2 snapshots on the selection sample and the chosen one on the report sample, x 3 groups
     assert (table.method == "gradient_ascent").all() and len(table) == 3 * 3
     last = table[table.epoch == 2]
@@ -277,16 +281,16 @@ def test_a_diverging_method_is_recorded_and_the_sweep_finishes(workflow_copy):
     assert np.allclose(gone.p95, saturation) and np.allclose(gone["mean"], saturation)
     run = table.run.iloc[0]
     scores = storage.load_arrays(
-        workflow_copy / f"results/klom/digits/gradient_ascent/{run}/forget_set~1/selection/klom.npz")
+        workflow_copy / DIGITS.scores("klom.npz", "gradient_ascent", run, "1", "selection"))
     for epoch, klom in zip(scores["epochs"], scores["klom"]):
         if (table[(table.epoch == epoch) & (table["sample"] == "selection")].diverged > 0).any():
             assert np.allclose(klom, saturation)
-    log = (workflow_copy / f"logs/unlearn/digits/gradient_ascent/{run}/forget_set~1/selection/shard~1.log").read_text()
+    log = (workflow_copy / DIGITS.log("unlearn", DIGITS.unlearned()).format(method="gradient_ascent", run=run, forget_set=1, sample="selection", shard=1)).read_text()
     assert "diverged" in log
     # the report copes: a diverged run is marked, the headline table says so
-    headline = (workflow_copy / "results/summary.md").read_text()
+    headline = (workflow_copy / layout.SUMMARY_MD).read_text()
     assert re.search(r"\| `gradient_ascent` \| `[^`]+` \| \d+ \| 11\.513", headline)
-    assert (workflow_copy / "results/figures/margins_forget_set~1.png").stat().st_size > 0
+    assert (workflow_copy / layout.figure("margins", "1")).stat().st_size > 0
 
 
 # no pickles ----------------------------------------------------------------------------------------------

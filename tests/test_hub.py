@@ -25,6 +25,7 @@ from unlearnbench.published import (
     load_margin_vector,
 )
 from unlearnbench.storage import load_arrays
+from unlearnbench import layout
 
 REPO = "easydub/EasyDUB-dataset"
 SOURCE = hub.Source(REPO, "main")
@@ -62,10 +63,10 @@ def test_the_cache_is_the_library_layout(published):
 def test_fetch_verifies_records_and_pins(published, tmp_path):
     files, _ = published
     names = sorted(files)
-    manifest = hub.fetch(SOURCE, names, {}, "hub.lock.json", "results/hub/manifest.json")
+    manifest = hub.fetch(SOURCE, names, {}, "hub.lock.json", layout.HUB_MANIFEST)
     assert manifest["commit"] == COMMIT
     assert manifest["files"] == {n: hashlib.sha256(files[n]).hexdigest() for n in names}
-    assert json.loads(Path("results/hub/manifest.json").read_text()) == manifest
+    assert json.loads(Path(layout.HUB_MANIFEST).read_text()) == manifest
     lock = hub.read_lock("hub.lock.json")
     assert hub.locked_commit(lock, SOURCE) == COMMIT  # main is pinned from now on
     assert hub.locked_files(lock, SOURCE, COMMIT) == manifest["files"]  # trust on first use, recorded
@@ -74,7 +75,7 @@ def test_fetch_verifies_records_and_pins(published, tmp_path):
     # main moves to another commit: the lock keeps the run on the recorded one
     other = "f" * 40
     add_snapshot(tmp_path / "hub-cache", REPO, {names[0]: b"new content"}, commit=other)
-    again = hub.fetch(SOURCE, names, {}, "hub.lock.json", "results/hub/manifest.json")
+    again = hub.fetch(SOURCE, names, {}, "hub.lock.json", layout.HUB_MANIFEST)
     assert again == manifest
     # a commit revision is used as it is
     assert hub.fetch(hub.Source(REPO, other), [names[0]], {}, "other.lock.json", "m.json")["commit"] == other
@@ -318,16 +319,16 @@ def test_easydub_scenario_scores_published_margins_without_training(workflow_cop
     assert not {"train_base", "train_oracle", "train_pool", "compute_margins", "prepare_dataset"} & set(jobs)
     assert jobs["unlearn"] == 2  # do_nothing and oracle: margins methods, no fine-tuning job
 
-    snakemake(workflow_copy, "results/klom_summary.csv", "--configfile", config, env=env)
-    margins = "results/margins/cifar10/{}/shard~{}.npz"
-    base = load_arrays(workflow_copy / margins.format("base", 0))
+    snakemake(workflow_copy, layout.KLOM_SUMMARY, "--configfile", config, env=env)
+    margins = layout.Layout("cifar10").margins
+    base = load_arrays(workflow_copy / margins("base", 0))
     np.testing.assert_array_equal(base["margins"], truth["base"][:2])
-    held_out = load_arrays(workflow_copy / margins.format("oracle/forget_set~10", 1))
+    held_out = load_arrays(workflow_copy / margins(layout.oracle_family(10), 1))
     np.testing.assert_array_equal(held_out["margins"], truth[("oracle", 10)][2:4])
     assert held_out["model_index"].tolist() == [2, 3]
-    table = __import__("pandas").read_csv(workflow_copy / "results/klom_summary.csv")
+    table = __import__("pandas").read_csv(workflow_copy / layout.KLOM_SUMMARY)
     assert set(table.method) == {"do_nothing", "oracle"} and set(table.n_oracles) == {2}
-    manifest = json.loads((workflow_copy / "results/hub/manifest.json").read_text())
+    manifest = json.loads((workflow_copy / layout.HUB_MANIFEST).read_text())
     assert manifest["commit"] == COMMIT and len(manifest["files"]) == 1 + 2 * 2 + 4 * 3
     assert hub.locked_commit(hub.read_lock(workflow_copy / "hub.lock.json"), SOURCE) == COMMIT
 

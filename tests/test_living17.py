@@ -21,6 +21,7 @@ from unlearnbench.data.living17 import (
 )
 from unlearnbench.models import build_model
 from unlearnbench.stack import ModelStack
+from unlearnbench import layout
 
 FOLDERS = {"n001": 0, "n002": 0, "n003": 1, "n004": 2}  # two sub-classes share super-class 0
 
@@ -180,7 +181,7 @@ def test_living17_runs_through_the_dag_on_a_tiny_tree(workflow_copy):
         config.pop(key, None)
     (workflow_copy / "tiny_living17.yaml").write_text(yaml.safe_dump(config))
     snakemake(workflow_copy, "--configfile", "tiny_living17.yaml")
-    table = pd.read_csv(workflow_copy / "results/klom_summary.csv")
+    table = pd.read_csv(workflow_copy / layout.KLOM_SUMMARY)
     assert set(table.method) == {"do_nothing", "oracle", "gradient_ascent"} and (table.model == "resnet18").all()
     assert table.set_index("group").n_points.to_dict() == {"forget": 4, "retain": 64, "val": 68}
 

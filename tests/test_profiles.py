@@ -12,6 +12,9 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY_CONFIG, copy_workflow, snakemake
+from unlearnbench import layout
+
+DIGITS = layout.Layout("digits")  # the paths of a run on the digits data set
 
 pytestmark = pytest.mark.workflow
 
@@ -115,12 +118,12 @@ def test_a_gpu_budget_makes_the_gpu_rules_declare_a_gpu(clone):
 
 
 def test_a_gpu_job_without_a_gpu_stops_with_a_clear_message(clone):
-    proc = snakemake(clone, "results/weights/digits/base/shard~0.safetensors", "--resources", "gpu=1",
+    proc = snakemake(clone, DIGITS.weights("base", 0), "--resources", "gpu=1",
                      "--configfile", TINY_CONFIG, env=NO_GPU, check=False)
     assert proc.returncode != 0
-    log = (clone / "logs/train_base/digits/shard~0.log").read_text()
+    log = (clone / DIGITS.log("train_base", DIGITS.weights("base")).format(shard=0)).read_text()
     assert "declares a GPU (resources: gpu=1) but torch sees none" in log
-    assert not (clone / "results/weights/digits/base/shard~0.safetensors").exists()
+    assert not (clone / DIGITS.weights("base", 0)).exists()
 
 
 def test_the_readme_gives_the_literal_commands():

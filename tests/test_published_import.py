@@ -30,6 +30,9 @@ from unlearnbench.published import (
 from unlearnbench.stack import ModelStack
 from unlearnbench.storage import load_arrays
 from unlearnbench.models.resnet9 import ResNet9
+from unlearnbench import layout
+
+DIGITS = layout.Layout("digits")  # the paths of a run on the digits data set
 
 
 def trained_looking_resnet9(seed: int) -> ResNet9:
@@ -339,9 +342,9 @@ def test_imported_assets_replace_training_in_the_dag(workflow_copy):
     import numpy as np
     import pandas as pd
 
-    table = pd.read_csv(workflow_copy / "results/klom_summary.csv")
+    table = pd.read_csv(workflow_copy / layout.KLOM_SUMMARY)
     assert set(table.method) == {"do_nothing", "oracle"} and (table.n_oracles == 2).all()
-    oracle = np.load(workflow_copy / "results/margins/digits/oracle/forget_set~1/shard~0.npz")
+    oracle = np.load(workflow_copy / DIGITS.margins(layout.oracle_family("1"), 0))
     assert oracle["margins"].shape == (1, 300 + 1497) and not oracle["margins"].any()
 
 
@@ -369,7 +372,7 @@ def test_snakemake_never_deletes_the_users_file(workflow_copy):
     user_file = workflow_copy / "user/forget_7.npy"
     user_file.write_bytes(mine)
     config = url_config(workflow_copy, "https://127.0.0.1:9/forget_set_7.npy")
-    target = "results/forget_sets/digits/forget_set_7.npy"
+    target = DIGITS.forget_set("7")
     jobs = planned_jobs(snakemake(workflow_copy, target, "-n", "--configfile", config))
     assert jobs == {"make_forget_set": 1}  # the user's file is there: nothing is downloaded
     snakemake(workflow_copy, target, "--forcerun", "download_forget_set", "--configfile", config)
@@ -387,12 +390,12 @@ def test_without_the_users_file_the_url_is_downloaded_into_results(workflow_copy
     published.write_bytes(npy_bytes(np.array([9, 2, 5], dtype=np.int64)))
     pin = hashlib.sha256(published.read_bytes()).hexdigest()
     config = url_config(workflow_copy, published.as_uri(), sha256=pin)
-    target = "results/forget_sets/digits/forget_set_7.npy"
+    target = DIGITS.forget_set("7")
     jobs = planned_jobs(snakemake(workflow_copy, target, "-n", "--configfile", config))
     assert jobs == {"download_forget_set": 1, "make_forget_set": 1}
     snakemake(workflow_copy, target, "--configfile", config)
     assert np.load(workflow_copy / target).tolist() == [2, 5, 9]
-    assert (workflow_copy / "results/downloads/digits/forget_set_7.npy").read_bytes() == published.read_bytes()
+    assert (workflow_copy / DIGITS.downloaded_forget_set("7")).read_bytes() == published.read_bytes()
     assert not (workflow_copy / "user").exists()  # the user's path is never written
 
     # the user's own file, when it differs from the pinned content, is refused with what is wrong
@@ -400,5 +403,5 @@ def test_without_the_users_file_the_url_is_downloaded_into_results(workflow_copy
     (workflow_copy / "user/forget_7.npy").write_bytes(npy_bytes(np.array([1, 2], dtype=np.int64)))
     proc = snakemake(workflow_copy, target, "--configfile", config, check=False)
     assert proc.returncode != 0
-    log = (workflow_copy / "logs/make_forget_set/digits/forget_set_7.log").read_text()
+    log = (workflow_copy / DIGITS.log("make_forget_set", DIGITS.forget_set()).format(forget_set=7)).read_text()
     assert f"forget set 7: the file user/forget_7.npy: sha256" in log and f"differs from the {pin} pinned" in log

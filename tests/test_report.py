@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from conftest import TINY_CONFIG, snakemake
 from unlearnbench import plots, report_plan, summary_md
+from unlearnbench import layout
 
 GROUPS = ("forget", "retain", "val")
 
@@ -224,8 +225,8 @@ def test_report_plan_optional_tables_follow_the_config():
     assert list(report_plan.enabled_optional_tables({"ulira": {"n_shadow": 4}})) == ["ulira"]
     assert report_plan.enabled_optional_tables({"epsilon": {"enabled": False}}) == {}
     targets = report_plan.targets(["1", "2"], {"epsilon": True})
-    assert "results/figures/margins_forget_set~2.png" in targets
-    assert "results/report/epsilon_summary.html" in targets and "results/summary.md" in targets
+    assert layout.figure("margins", "2") in targets
+    assert layout.extra_table_html("epsilon") in targets and layout.SUMMARY_MD in targets
     runs = [{"method": "do_nothing", "run": "default", "sample": "report_epoch~0"},
             {"method": "ga", "run": "lr~1", "sample": "selection"}]
     paths, keys = report_plan.score_files("r/{dataset}/{method}/{run}/fs~{forget_set}/{sample}.npz", "d", "3", runs)
@@ -336,14 +337,14 @@ def test_training_jobs_log_their_progress(tiny_run):
 
 
 def test_summary_md_and_figures_are_written(tiny_run):
-    text = (tiny_run / "results/summary.md").read_text()
-    table = pd.read_csv(tiny_run / "results/klom_summary.csv")
+    text = (tiny_run / layout.SUMMARY_MD).read_text()
+    table = pd.read_csv(tiny_run / layout.KLOM_SUMMARY)
     for method in table.method.unique():
         assert f"| `{method}` |" in text
     for fs in ("1", "class3"):
         assert f"## Forget set {fs}" in text
     for name in FIGURES:
-        image = mpimg.imread(tiny_run / "results/figures" / name)
+        image = mpimg.imread(tiny_run / layout.FIGURES / name)
         assert image[..., :3].std() > 0.05, name
 
 
@@ -370,8 +371,8 @@ def find_chromium() -> str:
 
 @pytest.mark.system  # installs Chromium with apt-get when missing
 def test_html_report_is_self_contained_and_renders_in_a_browser(tiny_run, tmp_path):
-    snakemake(tiny_run, "--report", "results/report.html", "--configfile", TINY_CONFIG)
-    report = tiny_run / "results/report.html"
+    snakemake(tiny_run, "--report", layout.REPORT_HTML, "--configfile", TINY_CONFIG)
+    report = tiny_run / layout.REPORT_HTML
     html = report.read_text()
     # self-contained: no script, style sheet, image or frame fetched from the network
     assert not re.search(r"<(script|img|iframe)[^>]+src=[\"']?https?:", html, re.I)

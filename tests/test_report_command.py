@@ -16,6 +16,7 @@ from unlearnbench.report_command import ReportError, build_report
 # dies by SIGKILL (as a killed or out-of-disk snakemake --report would), or writes a whole one.
 FAKE_SNAKEMAKE = r"""
 import os, signal, sys
+from unlearnbench import layout
 args = sys.argv[1:]
 if "--dry-run" in args:
     print(os.environ["FAKE_DRY_RUN"])
@@ -74,7 +75,7 @@ def test_the_report_command_through_snakemake(tiny_run, tmp_path):
     shutil.copytree(tiny_run, work, symlinks=True)  # keeps mtimes and .snakemake: nothing to do in the copy
     proc = run_cli(work, "--configfile", TINY_CONFIG)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = work / "results/report.html"
+    report = work / layout.REPORT_HTML
     good = report.read_bytes()
     assert len(good) > 10_000 and b"klom_summary" in good
 

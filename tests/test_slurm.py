@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import pytest
+from unlearnbench import layout
 
 pytestmark = [pytest.mark.slurm, pytest.mark.system]
 
@@ -38,7 +39,7 @@ SCRIPT = REPO / "tests" / "slurm" / "single-node-slurm.sh"
 # PYTHONPATH, so both runs use this snapshot even while the checkout changes
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", ".test", "profiles", "envs", "src", "slurm", "local")
 TINY_CONFIG = ".test/config/config.yaml"
-SUMMARY = "results/klom_summary.csv"
+SUMMARY = layout.KLOM_SUMMARY
 
 PARTITION = "debug"  # the cluster's default partition: the profile names none
 FAKE_GPUS = 2

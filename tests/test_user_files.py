@@ -14,6 +14,9 @@ import yaml
 from conftest import TINY_CONFIG, planned_jobs, snakemake
 from unlearnbench import content_digests
 from unlearnbench.content_digests import MISSING, DigestCache
+from unlearnbench import layout
+
+DIGITS = layout.Layout("digits")  # the paths of a run on the digits data set
 
 DAY = 24 * 3600
 
@@ -73,7 +76,7 @@ def test_a_replaced_forget_set_file_with_an_older_mtime_reruns_its_job(workflow_
     config = yaml.safe_load((workflow_copy / TINY_CONFIG).read_text())
     config["forget_sets"].append({"id": "f", "kind": "file", "path": "user/f.npy"})
     name = write_config(workflow_copy, config)
-    target = "results/forget_sets/digits/forget_set_f.npy"
+    target = DIGITS.forget_set("f")
     snakemake(workflow_copy, target, "--configfile", name)
     assert planned_jobs(snakemake(workflow_copy, "-n", target, "--configfile", name)) == {}
 
@@ -96,7 +99,7 @@ def test_replaced_imported_margins_with_an_older_mtime_rerun_the_import(workflow
     torch.save(torch.randn(rows, 1497), published / "val.pt")
     config["import"] = {"oracle_margins": {1: {"train": "published/train.pt", "val": "published/val.pt"}}}
     name = write_config(workflow_copy, config)
-    target = "results/margins/digits/oracle/forget_set~1/shard~0.npz"
+    target = DIGITS.margins(layout.oracle_family("1"), 0)
     snakemake(workflow_copy, target, "--configfile", name)
     assert planned_jobs(snakemake(workflow_copy, "-n", target, "--configfile", name)) == {}
 

@@ -13,6 +13,9 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY_CONFIG, planned_jobs, snakemake
+from unlearnbench import layout
+
+DIGITS = layout.Layout("digits")  # the paths of a run on the digits data set
 
 pytestmark = pytest.mark.workflow
 
@@ -45,7 +48,7 @@ def test_lint_is_clean(workflow_copy):
 
 
 def test_summary_has_every_forget_set_method_and_group(tiny_run):
-    table = pd.read_csv(tiny_run / "results/klom_summary.csv")
+    table = pd.read_csv(tiny_run / layout.KLOM_SUMMARY)
     config = tiny_config(tiny_run)
     required = ["dataset", "model", "forget_set", "method", "run", "sample", "epoch", "group", "n_points",
                 "n_models", "p95", "p99", "mean", "std", "relative_cost", "diverged", "direction", "average_95",
@@ -57,8 +60,8 @@ def test_summary_has_every_forget_set_method_and_group(tiny_run):
         for method in config["methods"]:
             for group in ("forget", "retain", "val"):
                 assert (str(fs["id"]), method, group) in seen
-    assert (tiny_run / "results/klom_summary.parquet").exists()
-    assert pd.read_parquet(tiny_run / "results/klom_summary.parquet").shape == table.shape
+    assert (tiny_run / layout.KLOM_SUMMARY_PARQUET).exists()
+    assert pd.read_parquet(tiny_run / layout.KLOM_SUMMARY_PARQUET).shape == table.shape
     assert (table.direction == "unlearned-oracle").all()
     assert (table.selection_rule == "average_95").all()
 
@@ -68,7 +71,7 @@ def test_runs_are_chosen_on_the_selection_sample_and_reported_on_the_report_samp
     each method without a choice) on the report models against the scored oracles."""
     import json
 
-    table = pd.read_csv(tiny_run / "results/klom_summary.csv", dtype={"forget_set": str})
+    table = pd.read_csv(tiny_run / layout.KLOM_SUMMARY, dtype={"forget_set": str})
     config = tiny_config(tiny_run)
     n = config["n_models"]
     report = table[table["sample"] == "report"]
@@ -76,7 +79,7 @@ def test_runs_are_chosen_on_the_selection_sample_and_reported_on_the_report_samp
     ga = table[table.method == "gradient_ascent"]
     assert set(ga[ga["sample"] == "selection"].epoch) == {1, 2} and (ga.n_models == n).all()
     for fs in ("1", "class3"):
-        chosen = json.loads((tiny_run / f"results/selection/digits/forget_set~{fs}.json").read_text())
+        chosen = json.loads((tiny_run / DIGITS.selected(fs)).read_text())
         chosen = chosen["methods"]["gradient_ascent"]
         reported = ga[(ga.forget_set == fs) & (ga["sample"] == "report")]
         assert set(reported.epoch) == {chosen["epoch"]} and set(reported.run) == {chosen["run"]}
@@ -93,7 +96,7 @@ def test_runs_are_chosen_on_the_selection_sample_and_reported_on_the_report_samp
     assert costs["budget~0.1"] == pytest.approx(0.1, rel=0.1) and costs["budget~0.3"] == pytest.approx(0.3, rel=0.1)
     oracle_cost = report[report.method == "oracle"].relative_cost
     assert oracle_cost.between(0.9, 1.0).all()  # one retraining on the retain set
-    text = (tiny_run / "results/summary.md").read_text()
+    text = (tiny_run / layout.SUMMARY_MD).read_text()
     assert "chosen by `average_95`" in text and "where chosen" in text
 
 
@@ -101,16 +104,16 @@ def test_the_onsuccess_summary_is_the_one_of_the_run(tiny_run, workflow_copy):
     printed = (tiny_run / "tiny_run.out").read_text()
     assert "chosen by average_95 on the selection sample" in printed
     # a stale summary of another config must not be printed after a run that did not make it
-    stale = workflow_copy / "results/klom_summary.csv"
+    stale = workflow_copy / layout.KLOM_SUMMARY
     stale.parent.mkdir(parents=True)
-    shutil.copy(tiny_run / "results/klom_summary.csv", stale)
-    proc = snakemake(workflow_copy, "results/forget_sets/digits/forget_set_1.npy", "--configfile", TINY_CONFIG)
-    assert "forget_set_1.npy" in proc.stdout + proc.stderr
+    shutil.copy(tiny_run / layout.KLOM_SUMMARY, stale)
+    proc = snakemake(workflow_copy, DIGITS.forget_set("1"), "--configfile", TINY_CONFIG)
+    assert DIGITS.forget_set("1") in proc.stdout + proc.stderr
     assert "KLOM P95 of each method" not in proc.stdout + proc.stderr
 
 
 def test_group_sizes_match_the_forget_sets(tiny_run):
-    table = pd.read_csv(tiny_run / "results/klom_summary.csv")
+    table = pd.read_csv(tiny_run / layout.KLOM_SUMMARY)
     sizes = {str(fs["id"]): fs["size"] for fs in tiny_config(tiny_run)["forget_sets"]}
     for (fs, group), n in table.groupby([table.forget_set.astype(str), "group"])["n_points"].first().items():
         expected = {"forget": sizes[fs], "retain": 300 - sizes[fs], "val": 1497}[group]
@@ -120,7 +123,7 @@ def test_group_sizes_match_the_forget_sets(tiny_run):
 def test_do_nothing_is_far_from_the_oracle_draw_on_forget_points(tiny_run):
     """The weak form of the expected outcome (N = 10 only): do-nothing's forget KLOM is well above the
     oracle draw's, and both are small on validation points."""
-    table = pd.read_csv(tiny_run / "results/klom_summary.csv")
+    table = pd.read_csv(tiny_run / layout.KLOM_SUMMARY)
     mean = table[table["sample"] == "report"].set_index(["forget_set", "method", "group"])["mean"]
     for fs in table.forget_set.unique():
         assert mean[(fs, "do_nothing", "forget")] > 1.3 * mean[(fs, "oracle", "forget")]
@@ -128,7 +131,7 @@ def test_do_nothing_is_far_from_the_oracle_draw_on_forget_points(tiny_run):
 
 
 def test_every_row_has_argmax_accuracies_and_score_logs_say_what_they_scored(tiny_run):
-    table = pd.read_csv(tiny_run / "results/klom_summary.csv")
+    table = pd.read_csv(tiny_run / layout.KLOM_SUMMARY)
     assert table.accuracy.between(0, 1).all() and table.oracle_accuracy.between(0, 1).all()
     # one set of oracles per forget set and sample (selection oracles, scored oracles): the same oracle
     # accuracy whatever the method
@@ -137,10 +140,11 @@ def test_every_row_has_argmax_accuracies_and_score_logs_say_what_they_scored(tin
     assert set(table["sample"]) == {"selection", "report"}
     forget = table[(table.method == "do_nothing") & (table.group == "forget")]
     assert (forget.accuracy >= forget.oracle_accuracy).all()  # base models trained on the forget points
-    assert pd.read_csv(tiny_run / "results/epsilon_summary.csv").final_score.notna().all()
+    assert pd.read_csv(tiny_run / layout.EPSILON_SUMMARY).final_score.notna().all()
     chosen = table[(table.method == "gradient_ascent") & (table["sample"] == "report") & (table.forget_set.astype(str) == "1")]
     run, epoch = chosen.run.iloc[0], chosen.epoch.iloc[0]
-    logs = tiny_run / f"logs/score_klom/digits/gradient_ascent/{run}/forget_set~1"
+    log = DIGITS.log("score_klom", DIGITS.scores("stats.csv"))
+    logs = (tiny_run / log.format(method="gradient_ascent", run=run, forget_set=1, sample="selection")).parent
     snapshot = r"epoch \d+: forget P95 [\d.]+ acc [\d.]+ \(oracle [\d.]+\) \| retain P95 .* \| val P95 [\d.]+ acc"
     # the selection sample: every snapshot, against the selection oracles, no ε (point estimates only)
     selection = (logs / "selection.log").read_text()
@@ -219,7 +223,7 @@ def test_a_user_plugin_and_a_diverging_run_go_through_the_dag(workflow_copy):
     path = os.pathsep.join(filter(None, [str(workflow_copy), os.environ.get("PYTHONPATH")]))
     env = {"PYTHONPATH": path}  # keep the library's
     snakemake(workflow_copy, "--configfile", name, env=env)
-    table = pd.read_csv(workflow_copy / "results/klom_summary.csv")
+    table = pd.read_csv(workflow_copy / layout.KLOM_SUMMARY)
     plugin_runs = table[table.method == "capped_ascent"]
     assert set(plugin_runs.run) == {"cap~3.0_lr~0.01", "cap~3.0_lr~0.05"}
     assert set(plugin_runs.epoch) == {1, 3} and (plugin_runs.relative_cost > 0).all()
@@ -253,7 +257,7 @@ def test_the_pool_serves_datamodels_attribution_sets_and_ulira(workflow_copy):
     table = pd.read_csv(results / "klom_summary.csv")
     assert {"dm_direct", "dm_matching"} <= set(table.method) and set(table.forget_set.astype(str)) == {"class3", "pc1"}
     assert (table.p95_low <= table.p95_high).all()
-    pc1 = np.load(results / "forget_sets/digits/forget_set_pc1.npy")
+    pc1 = np.load(results.parent / DIGITS.forget_set("pc1"))
     assert pc1.dtype == np.int64 and len(pc1) == 10
 
 

@@ -18,8 +18,6 @@ RUNS = plan.method_runs(config["methods"])
 ULIRA = config["ulira"]
 ULIRA_RUNS = plan.method_runs(ULIRA["methods"]) if ULIRA else {}
 POOL_SHARDS = plan.pool_shards(config)
-BASE_SHARDS = plan.base_shards(config)
-ORACLE_SHARDS = plan.oracle_shards(config)
 RES = config["resources"]
 # content digests of the user's own input files (see get_forget_set_content)
 USER_FILES = DigestCache()
@@ -139,7 +137,9 @@ def get_forget_set_input(wildcards):
     if entry["kind"] == "attribution_pc":  # the pool's fit, or an imported matrix
         return {
             "datamodels": (
-                DATAMODELS_IMPORT["weights"] if DATAMODELS_IMPORT else PATHS.datamodel_fit
+                DATAMODELS_IMPORT["weights"]
+                if DATAMODELS_IMPORT
+                else PATHS.datamodel_fit
             )
         }
     return {}
@@ -297,7 +297,9 @@ def selection_keys(wildcards=None):
 def get_selection_stats(wildcards):
     """Selection-sample scores of every run chosen from on a forget set (parallel to selection_keys())."""
     return [
-        PATHS.scores("stats.csv", k["method"], k["run"], wildcards.forget_set, "selection")
+        PATHS.scores(
+            "stats.csv", k["method"], k["run"], wildcards.forget_set, "selection"
+        )
         for k in selection_keys()
     ]
 
@@ -487,8 +489,8 @@ def unselected_scores():
 
 
 def get_final_outputs():
-    """Every target of `rule all`: the KLOM and ε summaries, the pool's products when there is a pool,
-    and the report (tables and figures: unlearnbench.report_plan)."""
+    """Every final target, the inputs of the default target: the KLOM and ε summaries, the pool's
+    products when there is a pool, and the report's tables and figures (report_plan)."""
     outputs = [
         layout.KLOM_SUMMARY,
         layout.KLOM_SUMMARY_PARQUET,
