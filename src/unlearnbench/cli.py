@@ -206,7 +206,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _add_report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("results/report.html"),
+    from .layout import REPORT_HTML
+
+    p.add_argument("--out", type=Path, default=Path(REPORT_HTML),
                    help="where the report goes, .html or .zip (default: %(default)s)")
     p.add_argument("--configfile", nargs="+", default=[], metavar="FILE", help="as for snakemake")
     p.add_argument("--config", nargs="+", default=[], metavar="KEY=VALUE", help="as for snakemake")

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from .layout import KLOM_SUMMARY
 from .methods import ROLES, role_of as registered_role
 from .selection import GROUPS, RULES, rank, rule_value, wide
 
@@ -317,7 +318,7 @@ def summary_markdown(
     summary: pd.DataFrame,
     extra_tables: Mapping[str, pd.DataFrame] | None = None,
     stat: str = "p95",
-    source: str = "results/klom_summary.csv",
+    source: str = KLOM_SUMMARY,
 ) -> str:
     """``results/summary.md``: per forget set the reported runs, then any extra tables."""
     rule = selection_rule(summary)
