@@ -1,10 +1,17 @@
+# The one {dataset} wildcard left, held to the configured data set: the script reads it (the stage
+# package may pass it as a param instead; then the output is SPLITS and this goes).
+SPLITS_OF_DATASET = layout.Layout("{dataset}").splits
+
+
 rule prepare_dataset:
     input:
         unpack(get_split_file),
     output:
-        splits=SPLITS,
+        splits=SPLITS_OF_DATASET,
     log:
-        PATHS.log("prepare_dataset", SPLITS),
+        PATHS.log("prepare_dataset", SPLITS_OF_DATASET),
+    wildcard_constraints:
+        dataset=re.escape(DATASET),
     conda:
         "../../envs/unlearnbench.yaml"
     params:
