@@ -178,8 +178,11 @@ def pool_seeds(config: dict, shard: int) -> list[int]:
     - weights (initialisation and data order): ``derive_seed("pool", i, base=config["seed"])`` for pool model
       ``i``, as every other family (this function);
     - masks (which random half of the train split model ``i`` trains on): :func:`pool_mask` with
-      :func:`pool_mask_seed` (``numpy.random.default_rng([config["seed"], i])``), so a mask is rebuilt from the
-      run's seed and the model index alone, by training, datamodels and U-LiRA's requests alike.
+      :func:`pool_mask_seed` (``numpy.random.default_rng([config["seed"], i])``), drawn by ``train_pool`` and
+      stored with the weights and margins (``train_mask``), where datamodels and U-LiRA's requests read them.
+
+    Both depend on the run's seed and the model index alone, so any pool model can be rebuilt by itself; the
+    two streams differ (a hash for the weights, numpy's seed sequence for the masks), so they are unrelated.
     """
     return [derive_seed("pool", i, base=config["seed"]) for i in range(*model_range(config, "pool", shard))]
 
