@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from .models import MODELS
 from .plan import SNAPSHOT_KEY
+from .plan import holds_oracles as scores_holdout_oracles  # its unlearned models are the held-out oracles
 
 # Trainable parameters per model (at 10 classes; 17 for resnet18, Living-17). tests/test_plan_size.py checks them
 # against the real modules. Training holds weights, gradients, optimiser state and the loop's frozen copy.
@@ -31,13 +32,6 @@ def grid_size(entry: dict | None) -> int:
 
 def snapshots(entry: dict | None) -> int:
     return len(set((entry or {}).get(SNAPSHOT_KEY) or [0]))
-
-
-def scores_holdout_oracles(config: dict, method: str) -> bool:
-    """Whether the method's unlearned models are the held-out oracles (``oracle``: one run per held-out shard)."""
-    from .methods import lookup
-
-    return "holdout_margins" in lookup(method, config.get("plugins")).needs
 
 
 def _shards(n: int, per_job: int) -> int:
