@@ -56,7 +56,7 @@ __all__ = [
     "attribution_weights",
     "dm_direct_margins",
     "effect_calibration",
-    "fit_datamodels",
+    "fit_datamodel_weights",
     "forget_effect",
     "forget_effect_from_pool",
     "holdout_correlation",
@@ -341,7 +341,7 @@ def train_by_train(path: str | os.PathLike, n_train: int) -> np.ndarray:
     return load_arrays(path, ("weights",))["weights"][:, :n_train]
 
 
-def fit_datamodels(masks: np.ndarray, outputs: np.ndarray, l2: float,
+def fit_datamodel_weights(masks: np.ndarray, outputs: np.ndarray, l2: float,
                    estimator: str = "ridge") -> tuple[np.ndarray, np.ndarray]:
     """Datamodels of every point at once: ``(weights [n_train, n_points(, C)], bias [n_points(, C)])``.
 
@@ -498,7 +498,7 @@ def forget_effect_from_pool(masks: np.ndarray, outputs: np.ndarray, forget: np.n
     The sum over F of the coefficients is ``aᵀ Y`` with ``a = Σ_{i∈F} A[:, i]`` an M-vector
     (:func:`attribution_weights`): for ridge in the dual form an M×M solve, for ``diff_means`` a pass over the F
     columns of the masks, so datamodel matching at CIFAR-10 scale never builds the 50,000 × 60,000 (× 10 logits)
-    weight matrix.  Same values as ``forget_effect(fit_datamodels(masks, outputs, l2, estimator)[0], forget)``.
+    weight matrix.  Same values as ``forget_effect(fit_datamodel_weights(masks, outputs, l2, estimator)[0], forget)``.
     """
     return PoolAttribution(masks, outputs, estimator, l2).effect(forget)
 

@@ -217,3 +217,34 @@ def claim_device(preference: str = "auto") -> str:
                      folder, now - waiting_since)
             last_log = now
         time.sleep(POLL_S)
+
+
+def torch_setup(threads: int, device_preference: str, compile: bool = False) -> str:
+    """Threads, device and deterministic kernels for a torch job; ``compile`` opts the training forward
+    into ``torch.compile`` (:data:`unlearnbench.stack.ENGINE`).
+
+    Deterministic mode is switched on with ``torch._C._set_deterministic_algorithms``, the switch
+    ``torch.use_deterministic_algorithms`` sets, because the public function also imports
+    ``torch._inductor`` (and with it ``torch._dynamo``) to set inductor's own flag: 1.5-2 s of start-up
+    in every job (``benchmarks/job_startup.py``). Inductor's flag matters only to compiled code, so a job
+    that compiles takes the public function. On the CPU the mode changes nothing the loop runs (its
+    kernels are deterministic for a given thread count; tests/test_optim.py checks two runs give the same
+    bytes); it stays on for GPUs, where it matters, and for plug-ins' ops.
+    """
+    import torch
+
+    from .loop import configure
+
+    torch.set_num_threads(threads)
+    device = claim_device(device_preference)
+    if device.startswith("cuda"):
+        # deterministic cuBLAS needs a fixed workspace, read when the first handle is made (after this)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if compile:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
+    configure(compile=compile)
+    log.info("device %s, %d CPU thread(s), torch %s%s", device, threads, torch.__version__,
+             ", torch.compile on" if compile else "")
+    return device

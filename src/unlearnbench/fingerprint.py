@@ -5,8 +5,8 @@ Snakemake reruns a job when one of its ``params`` changes, but of the code it tr
 param: a digest of the code its job runs, found statically from the syntax trees (nothing is
 imported or executed):
 
-- the rule's script, and the top-level functions and classes it uses (``jobs.train_shard`` selects
-  that function of ``jobs.py``, not the whole module);
+- the rule's script, and the top-level functions and classes it uses (``stages.pool.fit_datamodels``
+  selects that function of ``stages/pool.py``, not the whole module);
 - transitively, every top-level function, class or module those name, through ``import`` statements
   (top-level or inside the functions) within the package and, for a plug-in method, within the
   plug-in's own top-level package. A module's top-level statements (and its decorated definitions)

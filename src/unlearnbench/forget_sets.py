@@ -64,7 +64,7 @@ def file_forget_set(path: str | os.PathLike, n_train: int, what: str = "a forget
     return np.sort(indices)
 
 
-def make_forget_set(spec: dict, n_train: int, labels: np.ndarray | None = None,
+def build_forget_set(spec: dict, n_train: int, labels: np.ndarray | None = None,
                     datamodel_weights: np.ndarray | None = None) -> np.ndarray:
     """Build one forget set from its config entry ``spec`` (keys as in config/README.md).
 

@@ -1,8 +1,8 @@
 """Figures of a sweep, for the Snakemake report and ``results/figures/``.
 
 Figure builders take tables and arrays and return a :class:`matplotlib.figure.Figure` (no pyplot, no
-global state, rendered with Agg); ``plot_*`` job functions read artefacts, build a figure and write it
-atomically as PNG. The figures follow the table (:mod:`unlearnbench.summary_md`): bars and margin
+global state, rendered with Agg); the ``plot_*`` stages (:mod:`unlearnbench.stages.report`) read the
+artefacts, build a figure and write it atomically as PNG. The figures follow the table (:mod:`unlearnbench.summary_md`): bars and margin
 histograms show each method's reported run (chosen on the selection sample by the configured rule,
 scored on the report sample); the trade-off figure shows every candidate on the selection sample, marks
 the chosen run and its reported value, and draws the retrain baseline as a line against cost. Optional
@@ -11,7 +11,6 @@ summary columns are used when present: confidence bounds ``p95_low`` / ``p95_hig
 
 from __future__ import annotations
 
-import os
 import re
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -349,105 +348,3 @@ def title_margins(fig: Figure, forget_set: str, reference: str, title: str | Non
     heading = (f"{title or f'Forget set {forget_set}'}: margins of each method's reported run (report sample) vs "
                f"the scored oracles on the forget points {reference} forgets worst")
     fig.suptitle(textwrap.fill(text(heading), max(40, int(fig.get_figwidth() * 11))))
-
-
-# job functions -----------------------------------------------------------------------------------------
-
-
-def save_figure(fig: Figure, path: str | os.PathLike) -> None:
-    """Write a figure as PNG atomically (the temp file has no .png suffix, so the format is explicit)."""
-    from .storage import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
-
-
-def _load_summary(path: str) -> pd.DataFrame:
-    from .storage import load_table
-
-    return normalise(load_table(path))
-
-
-def _headline(summary: pd.DataFrame, forget_set: str, stat: str) -> pd.DataFrame:
-    rows = headline_runs(summary, stat)
-    return rows[rows["forget_set"] == str(forget_set)]
-
-
-def _masks(forget_set_path: str, n_train: int, n_val: int) -> dict[str, np.ndarray]:
-    from .metrics.groups import group_masks
-    from .storage import load_npy
-
-    return group_masks(load_npy(forget_set_path), n_train, n_val)
-
-
-def plot_tradeoff(summary_csv: str, forget_set: str, out: str, stat: str = "p95", cost_scale: str = "log") -> None:
-    save_figure(tradeoff_figure(_load_summary(summary_csv), forget_set, stat, cost_scale), out)
-
-
-def plot_group_bars(summary_csv: str, out: str, stat: str = "p95") -> None:
-    save_figure(group_bars_figure(_load_summary(summary_csv), stat), out)
-
-
-def _index(paths: Sequence[str], keys: Sequence[Mapping]) -> dict[tuple[str, str], list[str]]:
-    """(method, run) -> paths, from parallel lists of paths and ``{method, run}`` keys."""
-    if len(paths) != len(keys):
-        raise ValueError(f"{len(paths)} paths but {len(keys)} keys")
-    index: dict[tuple[str, str], list[str]] = {}
-    for path, key in zip(paths, keys):
-        index.setdefault((str(key["method"]), str(key["run"])), []).append(path)
-    return index
-
-
-def plot_klom_epochs(summary_csv: str, forget_set: str, scores: Sequence[str], keys: Sequence[Mapping],
-                     forget_set_path: str, n_train: int, n_val: int, out: str, stat: str = "p95") -> None:
-    """KLOM over snapshot epochs of each method's chosen grid point (``scores``: its klom.npz on the sample
-    it was chosen on, ``keys`` alike: ``{method, run}``), with the reported values."""
-    from .storage import load_arrays
-
-    summary = _load_summary(summary_csv)
-    index = _index(scores, keys)
-    curves = []
-    rows = _headline(summary, forget_set, stat)
-    for _, row in rows.iterrows():
-        data = load_arrays(index[(row["method"], row["run"])][0], ("klom", "epochs"))
-        reported = {g: float(row[f"{g}_{stat}"]) for g in GROUPS}
-        curves.append({"method": row["method"], "run": row["run"], "role": row["role"], "chosen": int(row["epoch"]),
-                       "reported": reported, **data})
-    q = float(stat[1:]) if stat[1:].replace(".", "").isdigit() else 95.0
-    title = forget_set_title(str(forget_set), rows)
-    fig = klom_epochs_figure(curves, _masks(forget_set_path, n_train, n_val), forget_set, q, title,
-                             selection_rule(summary))
-    save_figure(fig, out)
-
-
-def plot_margins(summary_csv: str, forget_set: str, scores: Sequence[str], score_keys: Sequence[Mapping],
-                 unlearned: Sequence[str], unlearned_keys: Sequence[Mapping], oracles: Sequence[str],
-                 forget_set_path: str, n_train: int, n_val: int, out: str, n_points: int = 3,
-                 reference: str = "do_nothing", stat: str = "p95", clip: Sequence[float] | None = None) -> None:
-    """Histograms of unlearned (each method's reported run, on the report sample, at its snapshot) vs scored
-    oracle margins on the ``n_points`` forget points with the highest KLOM under ``reference`` (else the first
-    method). ``scores`` / ``unlearned``: the reported runs' klom.npz and unlearned shards, keys alike."""
-    from .jobs import MARGINS_REQUIRED, UNLEARNED_REQUIRED
-    from .storage import load_arrays
-
-    rows = _headline(_load_summary(summary_csv), forget_set, stat)
-    score_index, shard_index = _index(scores, score_keys), _index(unlearned, unlearned_keys)
-    oracle = np.concatenate([load_arrays(p, MARGINS_REQUIRED)["margins"] for p in oracles], axis=0)
-    panels = []
-    for _, row in rows.iterrows():
-        key = (row["method"], row["run"])
-        parts = [load_arrays(p, UNLEARNED_REQUIRED) for p in shard_index[key]]
-        s = int(np.flatnonzero(parts[0]["epochs"] == row["epoch"])[0])
-        klom = load_arrays(score_index[key][0], ("klom", "epochs"))
-        k = int(np.flatnonzero(klom["epochs"] == row["epoch"])[0])
-        panels.append({"method": row["method"], "run": row["run"], "epoch": int(row["epoch"]), "role": row["role"],
-                       "margins": np.concatenate([p["margins"][s] for p in parts], axis=0),
-                       "klom": klom["klom"][k]})
-    masks = _masks(forget_set_path, n_train, n_val)
-    ref = next((p for p in panels if p["method"] == reference), panels[0] if panels else None)
-    points = worst_points(ref["klom"], masks["forget"], n_points) if ref is not None else np.zeros(0, int)
-    title = forget_set_title(str(forget_set), rows)
-    fig = margins_figure([int(p) for p in points], oracle, panels, forget_set, n_train, clip, title)
-    if ref is not None and ref["method"] != reference:
-        title_margins(fig, forget_set, ref["method"], title)
-    save_figure(fig, out)

@@ -10,12 +10,11 @@ The published benchmark ships, per model family (file names and sources: :mod:`u
 Its successor (EasyDUB) ships margins as one 1-D float ``.npy`` per model and split: base models' margins
 on all train points and on the validation points; oracles' margins on the retain points (train minus F,
 increasing index order), the forget points (in the order of the forget-set file) and the validation
-points. :func:`import_per_model_margins` and :func:`import_per_model_oracle_margins` put them back into
-train order.
+points. :func:`per_model_margins` and :func:`per_model_oracle_margins` put them back into train order.
 
 Everything is read with ``torch.load(..., weights_only=True)`` (``.pt``) or ``numpy.load(...,
 allow_pickle=False)`` (``.npy``): tensors and plain arrays only, a pickled arbitrary object is refused.
-The result is written in our own formats (weights safetensors through :meth:`ModelStack.save`, margins
+The import stages (:mod:`unlearnbench.stages.imports`) write the result in our own formats (weights safetensors through :meth:`ModelStack.save`, margins
 ``.npz`` with ``margins [M, 60000]`` + ``model_index``), so the rest of the workflow cannot tell an
 imported shard from a trained one. (No ``correct`` flags: the published files hold margins only.)
 
@@ -32,13 +31,10 @@ are set to 0 (they do not affect evaluation or training with a fixed BatchNorm m
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 PREFIXES = ("module.", "model.")
 COUNTER = "num_batches_tracked"
@@ -170,23 +166,12 @@ def load_published_margins(path: str | os.PathLike, n_points: int | None = None)
     return value.detach().float().cpu().numpy()
 
 
-def import_base_weights(paths: Sequence[str | os.PathLike], model_index: Sequence[int], out: str | os.PathLike,
-                        arch: str = "resnet9", num_classes: int = 10, in_channels: int = 3) -> None:
-    """Write one weights shard (as ``train_base`` would) from published state dicts."""
-    stack = stack_from_published(paths, model_index, arch, num_classes, in_channels)
-    stack.save(out, {"imported_from": [os.path.basename(str(p)) for p in paths]})
-    log.info("imported %d published %s state dicts as models %s", len(paths), arch, list(model_index))
-
-
-def import_margins(train_path: str | os.PathLike, val_path: str | os.PathLike, model_range: tuple[int, int],
-                   out: str | os.PathLike, n_train: int | None = None, n_val: int | None = None) -> None:
-    """Write one margins shard (as ``compute_margins`` would) from published train/val margin files.
-
-    Rows ``model_range = (start, stop)`` of the published files become models ``start..stop-1``:
-    ``margins [stop - start, n_train + n_val]`` float32 (train points then validation points).
+def margin_rows(train_path: str | os.PathLike, val_path: str | os.PathLike, model_range: tuple[int, int],
+                n_train: int | None = None, n_val: int | None = None) -> np.ndarray:
+    """Rows ``model_range = (start, stop)`` of published train/val margin files, as models ``start..stop-1``:
+    ``margins [stop - start, n_train + n_val]`` float32 (train points then validation points), in the shard
+    ``compute_margins`` would write.
     """
-    from .storage import save_arrays
-
     train = load_published_margins(train_path, n_train)
     val = load_published_margins(val_path, n_val)
     if train.shape[0] != val.shape[0]:
@@ -197,9 +182,7 @@ def import_margins(train_path: str | os.PathLike, val_path: str | os.PathLike, m
             f"{train_path}: holds {train.shape[0]} models, models {start}..{stop - 1} requested "
             "(import fewer oracles: import.oracle_shards: scored, or lower n_models / n_holdout_oracles)"
         )
-    margins = np.concatenate([train[start:stop], val[start:stop]], axis=1).astype(np.float32)
-    save_arrays(out, margins=margins, model_index=np.arange(start, stop, dtype=np.int64))
-    log.info("imported rows %d..%d of %s and %s: margins %s", start, stop - 1, train_path, val_path, margins.shape)
+    return np.concatenate([train[start:stop], val[start:stop]], axis=1).astype(np.float32)
 
 
 # one .npy per model and split (the successor's layout) ------------------------------------------------
@@ -235,15 +218,6 @@ def published_forget_set(path: str | os.PathLike, n_train: int) -> np.ndarray:
     return indices
 
 
-def import_forget_set(path: str | os.PathLike, n_train: int, out: str | os.PathLike) -> None:
-    """A published index file as our forget set: the same points, sorted (as every forget set)."""
-    from .storage import save_npy
-
-    indices = np.sort(published_forget_set(path, n_train))
-    save_npy(out, indices)
-    log.info("forget set of %d points from %s", len(indices), path)
-
-
 def check_same_forget_set(published: np.ndarray, ours: np.ndarray, forget_set: str) -> None:
     """The oracles of ``published`` may only be scored against the same points (in any order)."""
     a, b = np.sort(published), np.sort(np.asarray(ours, dtype=np.int64))
@@ -256,34 +230,29 @@ def check_same_forget_set(published: np.ndarray, ours: np.ndarray, forget_set: s
         )
 
 
-def import_per_model_margins(model_files: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
-                             model_index: Sequence[int], out: str | os.PathLike, n_train: int, n_val: int) -> None:
-    """One margins shard from per-model ``(train points, validation points)`` margin files."""
-    from .storage import save_arrays
-
+def per_model_margins(model_files: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
+                      model_index: Sequence[int], n_train: int, n_val: int) -> np.ndarray:
+    """A margins shard's ``margins [M, n_train + n_val]`` from per-model ``(train points, validation points)``
+    margin files, one pair per model of ``model_index``."""
     if len(model_files) != len(model_index):
         raise ValueError(f"{len(model_files)} models' files for {len(model_index)} model indices")
-    margins = np.stack([
+    return np.stack([
         np.concatenate([load_margin_vector(train, n_train), load_margin_vector(val, n_val)])
         for train, val in model_files
     ])
-    save_arrays(out, margins=margins, model_index=np.asarray(model_index, dtype=np.int64))
-    log.info("imported margins of models %s (%d files): %s", list(model_index), 2 * len(model_files), margins.shape)
 
 
-def import_per_model_oracle_margins(forget_indices: np.ndarray,
-                                    model_files: Sequence[tuple[str | os.PathLike, str | os.PathLike,
-                                                                str | os.PathLike]],
-                                    model_index: Sequence[int], out: str | os.PathLike, n_train: int,
-                                    n_val: int) -> None:
-    """One oracle margins shard from per-model ``(retain, forget, validation)`` files, back in train order.
+def per_model_oracle_margins(forget_indices: np.ndarray,
+                              model_files: Sequence[tuple[str | os.PathLike, str | os.PathLike, str | os.PathLike]],
+                              model_index: Sequence[int], n_train: int, n_val: int) -> np.ndarray:
+    """An oracle margins shard's ``margins`` from per-model ``(retain, forget, validation)`` files, back in train
+    order.
 
     ``forget_indices`` is the published forget-set file in its own order: the forget file's j-th margin
     belongs to train point ``forget_indices[j]``; the retain file lists the other train points in
     increasing order.
     """
     from .forget_sets import retain_points
-    from .storage import save_arrays
 
     if len(model_files) != len(model_index):
         raise ValueError(f"{len(model_files)} models' files for {len(model_index)} model indices")
@@ -294,23 +263,4 @@ def import_per_model_oracle_margins(forget_indices: np.ndarray,
         margins[row, retain] = load_margin_vector(retain_file, len(retain))
         margins[row, forget] = load_margin_vector(forget_file, len(forget))
         margins[row, n_train:] = load_margin_vector(val_file, n_val)
-    save_arrays(out, margins=margins, model_index=np.asarray(model_index, dtype=np.int64))
-    log.info("imported oracle margins of models %s (%d files; %d forget points back in train order): %s",
-             list(model_index), 3 * len(model_files), len(forget), margins.shape)
-
-
-def import_hub_oracle_margins(layout: str, published_forget_file: str | os.PathLike,
-                              model_files: Sequence[Sequence[str | os.PathLike]], forget_set_file: str | os.PathLike,
-                              forget_set: str, model_range: tuple[int, int], out: str | os.PathLike, n_train: int,
-                              n_val: int) -> None:
-    """One oracle margins shard of a Hub layout (:mod:`unlearnbench.hub_layouts`), after checking that the
-    run's forget set (``forget_set_file``) is the published one the oracles were trained without."""
-    from .storage import load_npy
-
-    published = published_forget_set(published_forget_file, n_train)
-    check_same_forget_set(published, load_npy(forget_set_file), forget_set)
-    if layout == "klom":  # one [oracles, points] file per split holds every oracle of the forget set
-        train, val = model_files[0]
-        import_margins(train, val, model_range, out, n_train, n_val)
-    else:
-        import_per_model_oracle_margins(published, model_files, range(*model_range), out, n_train, n_val)
+    return margins

@@ -27,6 +27,7 @@ Only numpy is imported here: scoring jobs start fast.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -39,7 +40,10 @@ from .metrics.groups import group_masks, group_stats
 from .metrics.klom import klom as klom_per_point
 from .metrics.klom import saturation
 
-__all__ = ["EPSILON_COLUMNS", "GROUPS", "KlomOptions", "Scores", "group_accuracy", "score_margins"]
+__all__ = ["EPSILON_COLUMNS", "GROUPS", "KlomOptions", "RunScores", "Scores", "Snapshots", "group_accuracy",
+           "score_margins", "score_snapshots", "snapshot_line", "snapshot_rows"]
+
+log = logging.getLogger(__name__)
 
 GROUPS = ("forget", "retain", "val")
 EPSILON_COLUMNS = ("n_forget", "epsilon_mean", "epsilon_max", "forget_score", "final_score")
@@ -172,3 +176,72 @@ def _epsilon_scores(u, o, forget, masks, options, correct_u, correct_o) -> dict:
         final = math.nan  # the ratios are undefined when the retrained models are never right
     return {"n_forget": len(forget), "epsilon_mean": float(eps.mean()), "epsilon_max": float(eps.max()),
             "forget_score": score, "final_score": final}
+
+
+# every snapshot of an unlearned run ---------------------------------------------------------------------
+
+
+@dataclass
+class Snapshots:
+    """An unlearned run's shards, concatenated over models."""
+
+    margins: np.ndarray  # [S, M, P]
+    samples: np.ndarray  # [S, M]: samples through forward+backward passes up to each snapshot
+    diverged: np.ndarray  # [S, M]
+    correct: np.ndarray | None  # bool [S, M, P], or None when unknown
+    epochs: np.ndarray  # [S]
+
+
+@dataclass
+class RunScores:
+    """A run's scores at every snapshot: per-point KLOM ``[S, P]`` and the rows of its stats and ε tables."""
+
+    klom: np.ndarray
+    direction: str
+    stats: list[dict]
+    epsilon: list[dict]
+
+
+def score_snapshots(run: Snapshots, oracle: np.ndarray, forget: np.ndarray, n_train: int, klom: dict,
+                    bootstrap: dict, epsilon: dict | None, cost_unit: int,
+                    oracle_correct: np.ndarray | None = None) -> RunScores:
+    """Score every snapshot of ``run`` against the ``oracle [Mo, P]`` margins (:func:`score_margins`, its
+    bootstrap seeded by the snapshot's epoch); ``klom``: the config's ``klom`` mapping; ``bootstrap``:
+    ``{n_resamples, alpha}``; ``cost_unit``: the samples of one base-model training run (see
+    :func:`snapshot_rows`)."""
+    options = KlomOptions.from_config(klom)
+    scores, stats, eps_rows = [], [], []
+    for s, epoch in enumerate(run.epochs):
+        scored = score_margins(
+            run.margins[s], oracle, forget, n_train, klom=options, percentiles=klom["percentiles"],
+            bootstrap=bootstrap["n_resamples"], alpha=bootstrap["alpha"], seed=int(epoch), epsilon=epsilon,
+            correct_unlearned=None if run.correct is None else run.correct[s], correct_oracle=oracle_correct)
+        scores.append(scored.klom)
+        stats += snapshot_rows(run, s, scored, oracle.shape[0], cost_unit, options.direction)
+        if scored.epsilon is not None:
+            eps_rows.append({"epoch": int(epoch), **scored.epsilon})
+        log.info("epoch %d: %s", epoch, snapshot_line(scored, int(run.diverged[s].sum())))
+    return RunScores(np.stack(scores), options.direction, stats, eps_rows)
+
+
+def snapshot_rows(run: Snapshots, s: int, scored: Scores, n_oracles: int, cost_unit: int, direction: str) -> list[dict]:
+    """Rows of the stats table for snapshot ``s``: its groups' statistics and the run's columns. Relative cost
+    = mean samples processed by forward+backward passes / ``cost_unit`` (train size x epochs)."""
+    run_columns = {"n_models": run.margins.shape[1], "n_oracles": n_oracles,
+                   "relative_cost": float(run.samples[s].mean()) / cost_unit, "diverged": int(run.diverged[s].sum()),
+                   "direction": direction}
+    return [{"epoch": int(run.epochs[s]), **row, **run_columns} for row in scored.rows]
+
+
+def snapshot_line(scored: Scores, n_diverged: int) -> str:
+    """``forget P95 9.12 acc 1.000 (oracle 0.871) | retain ... | val ...; ε forget score ..., final ...``."""
+
+    def number(value: float, digits: int) -> str:
+        return "n/a" if np.isnan(value) else f"{value:.{digits}f}"
+
+    groups = " | ".join(f"{r['group']} P95 {r['p95']:.3f} acc {number(r['accuracy'], 3)} "
+                        f"(oracle {number(r['oracle_accuracy'], 3)})" for r in scored.rows)
+    if scored.epsilon is not None:
+        groups += (f"; ε forget score {scored.epsilon['forget_score']:.3f}, "
+                   f"final score {number(scored.epsilon['final_score'], 3)}")
+    return groups + (f"; {n_diverged} diverged model(s)" if n_diverged else "")

@@ -158,7 +158,58 @@ def scored_runs(config: Mapping, method: str, selected: tuple[str, int] | None) 
     return [(run, report_sample(epoch)) for run, epoch in candidates(config, method)]
 
 
-# the selection job -------------------------------------------------------------------------------------
+# the protocol's columns on the summary table ------------------------------------------------------
+
+
+def annotate(table, chosen: list[dict], rule: str, methods: dict, descriptions: dict):
+    """Columns of the protocol on a stacked score table (one row per run, sample, epoch and group):
+
+    - ``average_95`` (mean of the three groups' P95) and ``selection_value`` (the value of ``rule``, named in
+      ``selection_rule``) of the row's run, sample and epoch;
+    - ``selected``: the row's run and epoch is its method's reported run (``chosen``: ``{method,
+      forget_set, run, epoch}``); ``n_candidates``: runs x snapshots the method had to choose from;
+    - ``role`` and ``pool_cost`` of the method (``methods``), ``forget_set_description``;
+    - the ``oracle`` role's ``relative_cost`` is one training on the retain set (its models are retrained,
+      not unlearned): retain points / train points.
+    """
+    import numpy as np
+
+    run = ["forget_set", "method", "run", "sample", "epoch"]
+    values = wide(table, run)
+    values["average_95"] = rule_value(values[f"forget_{RULE_STAT}"], values[f"retain_{RULE_STAT}"],
+                                      values[f"val_{RULE_STAT}"], "average_95")
+    values["selection_value"] = rule_value(values[f"forget_{RULE_STAT}"], values[f"retain_{RULE_STAT}"],
+                                           values[f"val_{RULE_STAT}"], rule)
+    table = table.merge(values[run + ["average_95", "selection_value"]], on=run, how="left")
+    table["selection_rule"] = rule
+    picks = {(str(c["forget_set"]), str(c["method"])): (str(c["run"]), int(c["epoch"])) for c in chosen}
+    key = list(zip(table["forget_set"], table["method"]))
+    table["selected"] = [picks.get(k) == (r, int(e)) for k, r, e in zip(key, table["run"], table["epoch"])]
+    table = table.join(_candidate_counts(table), on=["forget_set", "method"])
+    facts = {m: methods.get(m, {}) for m in table["method"].unique()}
+    table["role"] = table["method"].map(lambda m: facts[m].get("role", "unlearning"))
+    table["pool_cost"] = table["method"].map(lambda m: float(facts[m].get("pool_cost", 0.0)))
+    table["forget_set_description"] = table["forget_set"].map(lambda f: str(descriptions.get(f, "")))
+    oracle = table["role"] == "oracle"
+    if oracle.any():
+        points = table.pivot_table(index=run, columns="group", values="n_points", aggfunc="first")
+        share = (points["retain"] / (points["retain"] + points["forget"])).rename("_retrained")
+        table = table.join(share, on=run)
+        table.loc[oracle, "relative_cost"] = table.loc[oracle, "_retrained"].to_numpy(np.float64)
+        table = table.drop(columns="_retrained")
+    return table
+
+
+def _candidate_counts(table):
+    """``n_candidates`` per forget set and method: distinct (run, epoch) on its selection sample, or on its
+    report sample when it has none (a single candidate, or the retrain curve's budgets)."""
+    group = ["forget_set", "method"]
+    has_selection = table.groupby(group)["sample"].transform(lambda s: (s == "selection").any())
+    pool = table[(table["sample"] == "selection") | ~has_selection]
+    return pool.drop_duplicates(group + ["run", "epoch"]).groupby(group).size().rename("n_candidates")
+
+
+# the selection job's document ------------------------------------------------------------------------
 
 
 def choose(stats: Sequence[str], keys: Sequence[Mapping[str, str]], rule: str) -> dict[str, dict]:
@@ -178,18 +229,11 @@ def choose(stats: Sequence[str], keys: Sequence[Mapping[str, str]], rule: str) -
             for method, group in table.groupby("method", sort=True)}
 
 
-def write_selection(stats: Sequence[str], keys: Sequence[Mapping[str, str]], forget_set: str, rule: str,
-                    out: str | os.PathLike) -> None:
-    """Job function of the ``select_run`` checkpoint: every method's chosen run on one forget set, as JSON
-    (typed: ids stay strings)."""
-    from .summary_md import write_text
-
-    chosen = choose(stats, keys, rule)
-    for method, c in chosen.items():
-        log.info("%s on forget set %s: run %s, epoch %d (%s %.4g on the selection sample, of %d candidates)",
-                 method, forget_set, c["run"], c["epoch"], rule, c["selection_value"], c["n_candidates"])
+def selection_json(chosen: Mapping[str, dict], forget_set: str, rule: str) -> str:
+    """The document of a ``select_run`` checkpoint: every method's chosen run on one forget set (typed: ids stay
+    strings), as :func:`read_selection` reads it."""
     document = {"forget_set": str(forget_set), "selection_rule": rule, "methods": chosen}
-    write_text(out, json.dumps(document, indent=1, sort_keys=True) + "\n")
+    return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
 
 def read_selection(path: str | os.PathLike) -> list[dict]:

@@ -140,6 +140,11 @@ def save_arrays(path: str | os.PathLike, **arrays: np.ndarray) -> None:
         np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
 
 
+# the arrays every margins artefact (compute_margins, imports) and unlearned artefact (unlearn) holds
+MARGINS_REQUIRED = ("margins", "model_index")
+UNLEARNED_REQUIRED = ("margins", "epochs", "samples", "diverged", "model_index")
+
+
 def load_arrays(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Read every array of an ``.npz`` file (no pickles); raise :class:`ArtefactError` on damage."""
     if not os.path.exists(path):
@@ -271,3 +276,19 @@ def load_table(path: str | os.PathLike):
                            na_values={c: list(NA_STRINGS) for c in header if c not in KEY_COLUMNS})
     except Exception as err:  # pandas raises many parser-specific types
         raise ArtefactError(path, f"cannot read table ({type(err).__name__}: {err})") from err
+
+
+def stack_tables(paths: list[str], keys: list[dict], first: list[str], order: list[str]):
+    """Concatenate per-run tables, each tagged with its identifying ``keys``, in a stable order."""
+    import pandas as pd
+
+    table = pd.concat([load_table(path).assign(**key) for path, key in zip(paths, keys)], ignore_index=True)
+    table = table[first + [c for c in table.columns if c not in first]]
+    return table.sort_values(order, kind="stable")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically (UTF-8)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)

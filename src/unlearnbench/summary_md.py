@@ -1,7 +1,7 @@
 """The headline tables of a sweep: each method's reported run per forget set, as Markdown and as HTML.
 
 Input is the summary table (``results/klom_summary.csv``: one row per forget set, method, run, sample,
-snapshot epoch and group; see :func:`unlearnbench.jobs.annotate`). Each method's run was chosen on the
+snapshot epoch and group; see :func:`unlearnbench.selection.annotate`). Each method's run was chosen on the
 selection sample by ``selection_rule`` and is reported on the report sample (:mod:`unlearnbench.selection`);
 the headline shows the reported values and, beside them, the rule's value where the run was chosen, so the
 optimism of choosing and reporting on one sample is visible. A table without a ``sample`` column (from an
@@ -443,40 +443,6 @@ def full_summary_html(summary: pd.DataFrame) -> str:
 
 def table_html(name: str, table: pd.DataFrame) -> str:
     return html_page(name, [("", table)])
-
-
-def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file atomically."""
-    from .storage import atomic_path
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-
-
-def write_tables(
-    summary_csv: str,
-    out_markdown: str,
-    out_best_html: str,
-    out_full_html: str,
-    extra_tables: Mapping[str, str] | None = None,
-    stat: str = "p95",
-) -> None:
-    """Job function of ``report_tables``: summary.md and the HTML tables of the report."""
-    from .storage import load_table
-
-    summary = load_table(summary_csv)
-    extras = {name: load_table(path) for name, path in (extra_tables or {}).items()}
-    write_text(out_markdown, summary_markdown(summary, extras, stat, source=summary_csv))
-    write_text(out_best_html, reported_runs_html(summary, stat))
-    write_text(out_full_html, full_summary_html(summary))
-
-
-def write_table_html(name: str, table_csv: str, out_html: str) -> None:
-    """Job function of ``report_extra_table``: one optional table (U-LiRA, epsilon) as HTML."""
-    from .storage import load_table
-
-    write_text(out_html, table_html(name, load_table(table_csv)))
 
 
 def console_summary(summary_csv: str | os.PathLike) -> str:

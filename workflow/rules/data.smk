@@ -22,6 +22,7 @@ rule prepare_dataset:
         val_resolution=config["data"]["val_resolution"],
         n_train=DATA.n_train,
         n_val=DATA.n_val,
+        dataset=lambda w: w.dataset,
         code=get_code("prepare_dataset.py"),
     script:
         "../scripts/prepare_dataset.py"

@@ -229,6 +229,7 @@ if HUB:
                 model_range=lambda w: get_model_range(w, "oracle"),
                 n_train=DATA.n_train,
                 n_val=DATA.n_val,
+                forget_set_id=lambda w: w.forget_set,
                 code=get_code("import_hub_oracle_margins.py"),
             script:
                 "../scripts/import_hub_oracle_margins.py"

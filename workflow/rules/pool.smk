@@ -107,6 +107,7 @@ rule ulira_unlearn:
     resources:
         gpu=RES["gpu"],
     params:
+        method=lambda w: w.method,
         hyperparameters=get_ulira_hyperparameters,
         epochs=get_ulira_snapshot_epochs,
         plugins=get_method_plugin,

@@ -97,6 +97,7 @@ rule plot_tradeoff:
     params:
         stat=REPORT_STAT,
         cost_scale=config["report"]["cost_scale"],
+        forget_set_id=lambda w: w.forget_set,
         code=get_code("plot_tradeoff.py"),
     script:
         "../scripts/plot_tradeoff.py"
@@ -149,6 +150,7 @@ rule plot_klom_epochs:
         score_keys=lambda w: klom_epochs_files(w)[1],
         n_train=DATA.n_train,
         n_val=DATA.n_val,
+        forget_set_id=lambda w: w.forget_set,
         code=get_code("plot_klom_epochs.py"),
     script:
         "../scripts/plot_klom_epochs.py"
@@ -184,6 +186,7 @@ rule plot_margins:
         n_points=REPORT_POINTS,
         reference=REPORT_REFERENCE,
         clip=config["klom"]["clip"],
+        forget_set_id=lambda w: w.forget_set,
         code=get_code("plot_margins.py"),
     script:
         "../scripts/plot_margins.py"

@@ -21,12 +21,13 @@ rule score_klom:
     conda:
         "../../envs/unlearnbench.yaml"
     params:
-        klom=config["klom"],
+        klom_options=config["klom"],
         bootstrap=get_bootstrap,
-        epsilon=get_epsilon,
+        epsilon_options=get_epsilon,
         n_train=DATA.n_train,
         n_val=DATA.n_val,
         cost_unit=DATA.n_train * config["train"]["epochs"],
+        label=lambda w: f"method {w.method}, run {w.run}, forget set {w.forget_set}",
         code=get_code("score_klom.py"),
     script:
         "../scripts/score_klom.py"
@@ -40,7 +41,7 @@ rule summarize:
     output:
         csv=layout.KLOM_SUMMARY,
         parquet=layout.KLOM_SUMMARY_PARQUET,
-        epsilon=layout.EPSILON_SUMMARY,
+        epsilon_summary=layout.EPSILON_SUMMARY,
     log:
         PATHS.log("summarize", layout.KLOM_SUMMARY),
     group:

@@ -16,6 +16,7 @@ checkpoint select_run:
     params:
         runs=selection_keys,
         rule=config["selection"]["rule"],
+        forget_set_id=lambda w: w.forget_set,
         code=get_code("select_run.py"),
     script:
         "../scripts/select_run.py"

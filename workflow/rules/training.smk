@@ -25,10 +25,10 @@ rule train_base:
         seeds=get_base_seeds,
         device=get_device,
         models_per_batch=RES["models_per_batch"],
-        code=get_code("train.py"),
+        code=get_code("train_base.py"),
         compile=RES["compile"],
     script:
-        "../scripts/train.py"
+        "../scripts/train_base.py"
 
 
 rule train_oracle:
@@ -55,10 +55,10 @@ rule train_oracle:
         seeds=get_oracle_seeds,
         device=get_device,
         models_per_batch=RES["models_per_batch"],
-        code=get_code("train.py"),
+        code=get_code("train_oracle.py"),
         compile=RES["compile"],
     script:
-        "../scripts/train.py"
+        "../scripts/train_oracle.py"
 
 
 rule train_pool:
@@ -85,7 +85,7 @@ rule train_pool:
         pool_seed=get_pool_mask_seed,
         device=get_device,
         models_per_batch=RES["models_per_batch"],
-        code=get_code("train.py"),
+        code=get_code("train_pool.py"),
         compile=RES["compile"],
     script:
-        "../scripts/train.py"
+        "../scripts/train_pool.py"

@@ -19,6 +19,7 @@ rule unlearn:
     resources:
         gpu=RES["gpu"],
     params:
+        method=lambda w: w.method,
         hyperparameters=get_hyperparameters,
         epochs=get_snapshot_epochs,
         seeds=get_unlearn_seeds,

@@ -1,12 +1,4 @@
-from unlearnbench import jobs, logs
+from unlearnbench.stages import call
+from unlearnbench.stages.margins import compute_margins
 
-logs.to_file(snakemake.log[0])
-jobs.compute_margins(
-    snakemake.input.weights,
-    snakemake.input.splits,
-    snakemake.output.margins,
-    threads=snakemake.threads,
-    device=snakemake.params.device,
-    keep_logits=snakemake.params.keep_logits,
-    tta=snakemake.params.tta,
-)
+call(compute_margins, snakemake)

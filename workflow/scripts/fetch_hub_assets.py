@@ -1,11 +1,4 @@
-from unlearnbench import hub, logs
+from unlearnbench.stages import call
+from unlearnbench.stages.imports import fetch_hub_assets
 
-logs.to_file(snakemake.log[0])
-p = snakemake.params
-hub.fetch(
-    hub.Source(p.repo, p.revision),
-    list(p.files),
-    dict(p.pins),
-    p.lock,
-    snakemake.output.manifest,
-)
+call(fetch_hub_assets, snakemake)

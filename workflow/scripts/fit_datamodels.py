@@ -1,10 +1,4 @@
-from unlearnbench import logs, pool_jobs
+from unlearnbench.stages import call
+from unlearnbench.stages.pool import fit_datamodels
 
-logs.to_file(snakemake.log[0])
-pool_jobs.fit_datamodels(
-    list(snakemake.input.pool),
-    snakemake.params.estimator,
-    snakemake.params.l2,
-    snakemake.params.n_train,
-    snakemake.output.fit,
-)
+call(fit_datamodels, snakemake)

@@ -1,13 +1,4 @@
-from unlearnbench import hub, logs
-from unlearnbench.published import import_per_model_margins
+from unlearnbench.stages import call
+from unlearnbench.stages.imports import import_hub_base_margins
 
-logs.to_file(snakemake.log[0])
-p = snakemake.params
-manifest = hub.load_manifest(snakemake.input.manifest)
-import_per_model_margins(
-    hub.resolve_groups(manifest, p.files),
-    range(*p.model_range),
-    snakemake.output.margins,
-    p.n_train,
-    p.n_val,
-)
+call(import_hub_base_margins, snakemake)

@@ -1,12 +1,4 @@
-from unlearnbench import logs
-from unlearnbench.published import import_margins
+from unlearnbench.stages import call
+from unlearnbench.stages.imports import import_oracle_margins
 
-logs.to_file(snakemake.log[0])
-import_margins(
-    snakemake.input.train,
-    snakemake.input.val,
-    snakemake.params.model_range,
-    snakemake.output.margins,
-    n_train=snakemake.params.n_train,
-    n_val=snakemake.params.n_val,
-)
+call(import_oracle_margins, snakemake)

@@ -1,13 +1,4 @@
-from unlearnbench import logs, pool_jobs
-from unlearnbench.data import load_splits
+from unlearnbench.stages import call
+from unlearnbench.stages.pool import make_ulira_requests
 
-logs.to_file(snakemake.log[0])
-pool_jobs.make_ulira_requests(
-    list(snakemake.input.pool),
-    snakemake.params.target_pool,
-    snakemake.params.n_requests,
-    snakemake.params.request_size,
-    snakemake.params.seed,
-    snakemake.output.requests,
-    labels=load_splits(snakemake.input.splits).y_train,
-)
+call(make_ulira_requests, snakemake)

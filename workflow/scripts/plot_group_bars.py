@@ -1,6 +1,4 @@
-from unlearnbench import logs, plots
+from unlearnbench.stages import call
+from unlearnbench.stages.report import plot_group_bars
 
-logs.to_file(snakemake.log[0])
-plots.plot_group_bars(
-    snakemake.input.summary, snakemake.output.figure, stat=snakemake.params.stat
-)
+call(plot_group_bars, snakemake)

@@ -1,10 +1,4 @@
-from unlearnbench import logs, plots
+from unlearnbench.stages import call
+from unlearnbench.stages.report import plot_tradeoff
 
-logs.to_file(snakemake.log[0])
-plots.plot_tradeoff(
-    snakemake.input.summary,
-    snakemake.wildcards.forget_set,
-    snakemake.output.figure,
-    stat=snakemake.params.stat,
-    cost_scale=snakemake.params.cost_scale,
-)
+call(plot_tradeoff, snakemake)

@@ -1,6 +1,4 @@
-from unlearnbench import logs, summary_md
+from unlearnbench.stages import call
+from unlearnbench.stages.report import report_extra_table
 
-logs.to_file(snakemake.log[0])
-summary_md.write_table_html(
-    snakemake.params.title, snakemake.input.table, snakemake.output.html
-)
+call(report_extra_table, snakemake)

@@ -1,10 +1,4 @@
-from unlearnbench import logs, selection
+from unlearnbench.stages import call
+from unlearnbench.stages.selection import select_run
 
-logs.to_file(snakemake.log[0])
-selection.write_selection(
-    list(snakemake.input.stats),
-    snakemake.params.runs,
-    snakemake.wildcards.forget_set,
-    snakemake.params.rule,
-    snakemake.output.selection,
-)
+call(select_run, snakemake)

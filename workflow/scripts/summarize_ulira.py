@@ -1,4 +1,4 @@
-from unlearnbench import logs, pool_jobs
+from unlearnbench.stages import call
+from unlearnbench.stages.pool import summarize_ulira
 
-logs.to_file(snakemake.log[0])
-pool_jobs.summarize_ulira(list(snakemake.input.scores), snakemake.params.run_keys, snakemake.output.csv)
+call(summarize_ulira, snakemake)

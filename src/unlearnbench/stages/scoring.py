@@ -1,0 +1,95 @@
+"""Stages of ``workflow/rules/scoring.smk``: KLOM of one run (no torch: these jobs start fast), and the summary."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def score_klom(unlearned: list[str], oracles: list[str], forget_set: str, scores: str, stats: str, epsilon: str,
+               klom_options: dict, bootstrap: dict | None, epsilon_options: dict | None, n_train: int, n_val: int,
+               cost_unit: int, label: str = "") -> None:
+    """Per-point KLOM of the ``unlearned`` shards vs the scored ``oracles`` at each snapshot (``scores``),
+    per-group statistics with bootstrap intervals over model draws and argmax accuracies (``stats``), and the
+    NeurIPS'23 challenge ε of the forget points (``epsilon``): :func:`unlearnbench.scoring.score_snapshots`.
+    ``label`` names the run in the log."""
+    import pandas as pd
+
+    from ..scoring import EPSILON_COLUMNS, score_snapshots
+    from ..storage import MARGINS_REQUIRED, load_arrays, load_npy, save_arrays, save_table
+
+    run = _load_unlearned(unlearned)
+    oracle_parts = [load_arrays(p, MARGINS_REQUIRED) for p in oracles]
+    oracle = np.concatenate([p["margins"] for p in oracle_parts], axis=0)
+    oracle_correct = _stored_correctness(oracle_parts, oracles, axis=0)
+    forget = load_npy(forget_set)
+    if run.margins.shape[-1] != n_train + n_val or oracle.shape[-1] != n_train + n_val:
+        raise ValueError(f"margins cover {run.margins.shape[-1]} (unlearned) and {oracle.shape[-1]} (oracle) points, "
+                         f"the data set has {n_train} train + {n_val} val")
+    log.info("scoring %s: %d unlearned models (%d shard(s)) x %d snapshot(s) vs %d oracles (%d shard(s)), "
+             "%d points (%d train, %d val), forget set %s of %d points, KLOM %s",
+             label or "a run", run.margins.shape[1], len(unlearned), len(run.epochs), oracle.shape[0],
+             len(oracle_parts), run.margins.shape[-1], n_train, n_val, forget_set, len(forget),
+             klom_options["direction"])
+    scored = score_snapshots(run, oracle, forget, n_train, klom_options, bootstrap or {"n_resamples": 0, "alpha": 0.05},
+                             epsilon_options, cost_unit, oracle_correct)
+    save_arrays(scores, klom=scored.klom, epochs=run.epochs, direction=np.str_(scored.direction))
+    save_table(stats, pd.DataFrame(scored.stats))
+    save_table(epsilon, pd.DataFrame(scored.epsilon, columns=["epoch", *EPSILON_COLUMNS]))
+
+
+def _load_unlearned(paths: list[str]):
+    """The unlearned shards of a run, concatenated over models (:class:`unlearnbench.scoring.Snapshots`)."""
+    from ..scoring import Snapshots
+    from ..storage import UNLEARNED_REQUIRED, load_arrays
+
+    parts = [load_arrays(p, UNLEARNED_REQUIRED) for p in paths]
+    return Snapshots(margins=np.concatenate([p["margins"] for p in parts], axis=1),
+                     samples=np.concatenate([p["samples"] for p in parts], axis=1),
+                     diverged=np.concatenate([p["diverged"] for p in parts], axis=1),
+                     correct=_stored_correctness(parts, paths, axis=1), epochs=parts[0]["epochs"])
+
+
+def _stored_correctness(parts: list[dict], paths: list[str], axis: int) -> np.ndarray | None:
+    """The ``correct`` arrays of artefacts, concatenated like their margins; None (accuracy NaN) when any lacks
+    one: margins with no logits behind them (DM-direct's predictions, imported published margins), or an
+    artefact written before correctness was stored (the workflow rebuilds those)."""
+    from ..storage import ArtefactError
+
+    missing = [path for part, path in zip(parts, paths) if "correct" not in part]
+    if missing:
+        log.info("accuracy unknown (NaN): no argmax correctness stored in %s", ", ".join(missing))
+        return None
+    for part, path in zip(parts, paths):
+        correct, margins = part["correct"], part["margins"]
+        if correct.dtype != bool or correct.shape != margins.shape:
+            raise ArtefactError(path, f"'correct' is {correct.dtype} {correct.shape}, expected bool "
+                                      f"{margins.shape} like the margins")
+    return np.concatenate([p["correct"] for p in parts], axis=axis)
+
+
+def summarize(stats: list[str], epsilon: list[str], selections: list[str], csv: str, parquet: str,
+              epsilon_summary: str, run_keys: list[dict], fixed_selections: list[dict], rule: str, methods: dict,
+              descriptions: dict) -> None:
+    """The KLOM summary (``csv``, ``parquet``) and the ε summary, one row per run, sample, snapshot (and group).
+
+    ``run_keys`` tag each score with its dataset, model, forget set, method, run and ``sample`` (``selection`` or
+    ``report``). ``selections`` (JSON of the ``select_run`` checkpoints) and ``fixed_selections`` (methods with
+    one candidate) name each method's reported run; ``methods``: per method its ``role`` and ``pool_cost``;
+    ``descriptions``: per forget set its description. See :func:`unlearnbench.selection.annotate` for the
+    columns added.
+    """
+    from ..selection import annotate, read_selection
+    from ..storage import save_table, stack_tables
+
+    ids = ["dataset", "model", "forget_set", "method", "run", "sample", "epoch"]
+    keys = [{"sample": "report", **key} for key in run_keys]  # scores without a sample were reported directly
+    table = stack_tables(stats, keys, ids + ["group", "n_points", "n_models"], ids + ["group"])
+    chosen = [c for path in selections for c in read_selection(path)] + list(fixed_selections)
+    table = annotate(table, chosen, rule, methods or {}, descriptions or {})
+    save_table(csv, table)
+    save_table(parquet, table)
+    save_table(epsilon_summary, stack_tables(epsilon, keys, ids, ids))
