@@ -126,7 +126,7 @@ def test_the_loop_reruns_training_and_unlearning(run_copy):
 
 def test_comments_and_docstrings_rerun_nothing(run_copy):
     paths = [run_copy / "src/unlearnbench" / name for name in ("methods/gradient_ascent.py", "metrics/klom.py",
-                                                                "loop.py", "jobs.py")]
+                                                                "loop.py", "stages/scoring.py")]
     with contextlib.ExitStack() as stack:
         for path in paths:
             text = path.read_text()

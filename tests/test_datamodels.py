@@ -13,7 +13,7 @@ from unlearnbench.datamodels import (
     attribution_weights,
     dm_direct_margins,
     effect_calibration,
-    fit_datamodels,
+    fit_datamodel_weights,
     forget_effect,
     forget_effect_from_pool,
     holdout_correlation,
@@ -43,7 +43,7 @@ def test_matches_reference_ridge(n_models: int, n_train: int) -> None:
     rng = np.random.default_rng(0)
     masks = rng.random((n_models, n_train)) < 0.5
     y = rng.normal(0, 1, (n_models, 7))
-    w, b = fit_datamodels(masks, y, l2=3.0)
+    w, b = fit_datamodel_weights(masks, y, l2=3.0)
     w_ref, b_ref = ridge_reference(masks, y, 3.0)
     assert w.shape == (n_train, 7) and b.shape == (7,)
     np.testing.assert_allclose(w, w_ref, atol=1e-10)
@@ -54,10 +54,10 @@ def test_multiclass_outputs_equal_per_class_fits() -> None:
     rng = np.random.default_rng(1)
     masks = rng.random((60, 20)) < 0.5
     y = rng.normal(0, 1, (60, 5, 3))
-    w, b = fit_datamodels(masks, y, l2=1.0)
+    w, b = fit_datamodel_weights(masks, y, l2=1.0)
     assert w.shape == (20, 5, 3) and b.shape == (5, 3)
     for c in range(3):
-        wc, bc = fit_datamodels(masks, y[:, :, c], l2=1.0)
+        wc, bc = fit_datamodel_weights(masks, y[:, :, c], l2=1.0)
         np.testing.assert_allclose(w[:, :, c], wc, atol=1e-12)
         np.testing.assert_allclose(b[:, c], bc, atol=1e-12)
     assert predict(w, b, masks[:4]).shape == (4, 5, 3)
@@ -74,7 +74,7 @@ def planted(rng: np.random.Generator, n_models: int, n_train: int = 100, n_point
 def test_recovers_planted_linear_effect() -> None:
     rng = np.random.default_rng(2)
     masks, outputs, theta, bias = planted(rng, 800)
-    w, b = fit_datamodels(masks, outputs, l2=1.0)
+    w, b = fit_datamodel_weights(masks, outputs, l2=1.0)
     assert np.corrcoef(w.ravel(), theta.ravel())[0, 1] > 0.9
     per_point = [np.corrcoef(w[:, j], theta[:, j])[0, 1] for j in range(theta.shape[1])]
     assert min(per_point) > 0.8
@@ -152,14 +152,14 @@ def test_attribution_pc_rejects_bad_arguments() -> None:
 
 
 def test_forget_effect_from_pool_equals_the_fitted_weights_summed_over_f():
-    from unlearnbench.datamodels import fit_datamodels, forget_effect, forget_effect_from_pool
+    from unlearnbench.datamodels import fit_datamodel_weights, forget_effect, forget_effect_from_pool
 
     rng = np.random.default_rng(0)
     masks = rng.random((30, 50)) < 0.5
     outputs = masks @ rng.normal(size=(50, 7, 3)).reshape(50, -1) + rng.normal(size=(30, 21))
     outputs = outputs.reshape(30, 7, 3)
     forget = np.array([1, 4, 9])
-    weights, _ = fit_datamodels(masks, outputs, l2=2.0)
+    weights, _ = fit_datamodel_weights(masks, outputs, l2=2.0)
     np.testing.assert_allclose(forget_effect_from_pool(masks, outputs, forget, 2.0), forget_effect(weights, forget),
                                rtol=1e-8, atol=1e-10)
 
@@ -226,14 +226,14 @@ def test_estimator_weights_match_their_definitions(n_models: int, n_train: int) 
     masks = rng.random((n_models, n_train)) < 0.5
     y = rng.normal(0, 1, (n_models, 5))
     # diff_means: mean output of the models that include i minus the mean of those that exclude it
-    w_means, _ = fit_datamodels(masks, y, l2=1.0, estimator="diff_means")
+    w_means, _ = fit_datamodel_weights(masks, y, l2=1.0, estimator="diff_means")
     want = np.stack([y[masks[:, i]].mean(0) - y[~masks[:, i]].mean(0) for i in range(n_train)])
     np.testing.assert_allclose(w_means, want, atol=1e-12)
     # ridge_rescaled: ridge times n / df, df = trace of the ridge hat matrix of the centred masks
     x = masks - masks.mean(0)
     df = np.trace(x @ np.linalg.solve(x.T @ x + 3.0 * np.eye(n_train), x.T))
-    w_ridge, _ = fit_datamodels(masks, y, l2=3.0, estimator="ridge")
-    w_rescaled, b_rescaled = fit_datamodels(masks, y, l2=3.0, estimator="ridge_rescaled")
+    w_ridge, _ = fit_datamodel_weights(masks, y, l2=3.0, estimator="ridge")
+    w_rescaled, b_rescaled = fit_datamodel_weights(masks, y, l2=3.0, estimator="ridge_rescaled")
     np.testing.assert_allclose(w_rescaled, w_ridge * n_train / df, rtol=1e-9)
     np.testing.assert_allclose(predict(w_rescaled, b_rescaled, masks).mean(0), y.mean(0), atol=1e-9)
 
@@ -244,7 +244,7 @@ def test_effect_without_materialising_equals_the_summed_weights(estimator: str) 
     masks = rng.random((30, 50)) < 0.5
     logits = rng.normal(size=(30, 7, 3))
     forget = np.array([1, 4, 9])
-    weights, _ = fit_datamodels(masks, logits, l2=2.0, estimator=estimator)
+    weights, _ = fit_datamodel_weights(masks, logits, l2=2.0, estimator=estimator)
     got = forget_effect_from_pool(masks, logits, forget, 2.0, estimator)
     assert got.shape == (7, 3)
     np.testing.assert_allclose(got, forget_effect(weights, forget), rtol=1e-8, atol=1e-10)
@@ -321,7 +321,7 @@ def test_fit_quality_drops_groups_the_held_out_models_cannot_observe() -> None:
 def test_holdout_correlation_is_unchanged_for_ridge() -> None:
     rng = np.random.default_rng(10)
     masks, outputs, _, _ = planted(rng, 200)
-    w, b = fit_datamodels(masks[:150], outputs[:150], l2=2.0)
+    w, b = fit_datamodel_weights(masks[:150], outputs[:150], l2=2.0)
     corr, _ = holdout_correlation(masks[:150], outputs[:150], masks[150:], outputs[150:], l2=2.0)
     pred = predict(w, b, masks[150:])
     want = [np.corrcoef(pred[:, j], outputs[150:, j])[0, 1] for j in range(outputs.shape[1])]
@@ -500,12 +500,12 @@ def write_pool_and_splits(tmp_path, n_models=24, n_train=40, n_val=10, n_classes
 
 
 def test_effect_stage_uses_one_estimator_for_margins_and_logits(tmp_path) -> None:
-    from unlearnbench import pool_jobs
+    from unlearnbench.stages import pool as stages
     from unlearnbench.storage import load_arrays
 
     masks, logits, _ = write_pool_and_splits(tmp_path)
-    pool_jobs.datamodel_effect(str(tmp_path / "forget.npy"), str(tmp_path / "e.npz"), "diff_means", 1.0,
-                               pool_margins=[str(tmp_path / "pool.npz")])
+    stages.datamodel_effect(str(tmp_path / "forget.npy"), str(tmp_path / "e.npz"), "diff_means", 1.0, None,
+                            pool=[str(tmp_path / "pool.npz")])
     effect = load_arrays(tmp_path / "e.npz")
     forget = np.array([2, 5, 7])
     np.testing.assert_allclose(effect["margin_effect"], forget_effect_from_pool(masks, logits[..., 0], forget, 1.0,
@@ -515,14 +515,14 @@ def test_effect_stage_uses_one_estimator_for_margins_and_logits(tmp_path) -> Non
 
 
 def test_effect_stage_with_an_imported_matrix(tmp_path) -> None:
-    from unlearnbench import pool_jobs
+    from unlearnbench.stages import pool as stages
     from unlearnbench.storage import load_arrays
 
     _, _, labels = write_pool_and_splits(tmp_path)
     beta = np.random.default_rng(16).normal(size=(40, 50)).astype(np.float32)
     np.save(tmp_path / "beta.npy", beta)
-    pool_jobs.datamodel_effect(str(tmp_path / "forget.npy"), str(tmp_path / "e.npz"),
-                               imported={"weights": str(tmp_path / "beta.npy")}, splits=str(tmp_path / "splits.npz"))
+    stages.datamodel_effect(str(tmp_path / "forget.npy"), str(tmp_path / "e.npz"), None, 1.0,
+                            imported={"weights": str(tmp_path / "beta.npy")}, splits=str(tmp_path / "splits.npz"))
     effect = load_arrays(tmp_path / "e.npz")
     want = beta[[2, 5, 7]].sum(0)
     np.testing.assert_allclose(effect["margin_effect"], want, rtol=1e-6)
@@ -537,26 +537,28 @@ def test_effect_stage_with_an_imported_matrix(tmp_path) -> None:
     # logit weights given: used as they are
     logit_beta = np.random.default_rng(17).normal(size=(40, 50, 3)).astype(np.float32)
     np.save(tmp_path / "logit_beta.npy", logit_beta)
-    pool_jobs.datamodel_effect(str(tmp_path / "forget.npy"), str(tmp_path / "e2.npz"), splits=str(tmp_path / "splits.npz"),
-                               imported={"weights": str(tmp_path / "beta.npy"),
-                                         "logit_weights": str(tmp_path / "logit_beta.npy")})
+    stages.datamodel_effect(str(tmp_path / "forget.npy"), str(tmp_path / "e2.npz"), None, 1.0,
+                            splits=str(tmp_path / "splits.npz"),
+                            imported={"weights": str(tmp_path / "beta.npy"),
+                                      "logit_weights": str(tmp_path / "logit_beta.npy")})
     np.testing.assert_allclose(load_arrays(tmp_path / "e2.npz")["logit_effect"], logit_beta[[2, 5, 7]].sum(0),
                                rtol=1e-5)
     np.save(tmp_path / "short.npy", beta[:, :49])
     with pytest.raises(ValueError, match=r"short.npy: expected shape \[40, 50\]"):
-        pool_jobs.datamodel_effect(str(tmp_path / "forget.npy"), str(tmp_path / "e3.npz"),
-                                   imported={"weights": str(tmp_path / "short.npy")},
-                                   splits=str(tmp_path / "splits.npz"))
+        stages.datamodel_effect(str(tmp_path / "forget.npy"), str(tmp_path / "e3.npz"), None, 1.0,
+                                imported={"weights": str(tmp_path / "short.npy")},
+                                splits=str(tmp_path / "splits.npz"))
 
 
 def test_quality_and_fit_stages(tmp_path) -> None:
     import pandas as pd
 
-    from unlearnbench import pool_jobs
+    from unlearnbench.stages import pool as stages
     from unlearnbench.storage import load_arrays
 
     masks, logits, _ = write_pool_and_splits(tmp_path)
-    pool_jobs.datamodel_quality([str(tmp_path / "pool.npz")], "auto", 2.0, 6, [1, 4], 0, str(tmp_path / "q.csv"))
+    stages.datamodel_quality([str(tmp_path / "pool.npz")], str(tmp_path / "q.csv"), "auto", 2.0, 6, [1, 4], 0,
+                             imported=None, n_train=40)
     table = pd.read_csv(tmp_path / "q.csv")
     assert (table.estimator == "ridge_rescaled").all()  # auto decides on all 24 models (24 >= 40/10)
     assert set(zip(table.group_size, table.points)) == {(k, p) for k in (1, 4) for p in ("forget", "retain", "val")}
@@ -565,15 +567,15 @@ def test_quality_and_fit_stages(tmp_path) -> None:
     assert expected <= set(table.columns)
     # an imported matrix is judged against every pool model
     np.save(tmp_path / "beta.npy", np.zeros((40, 50), np.float32))
-    pool_jobs.datamodel_quality([str(tmp_path / "pool.npz")], None, 2.0, 6, [1], 0, str(tmp_path / "qi.csv"),
-                                imported={"weights": str(tmp_path / "beta.npy")})
+    stages.datamodel_quality([str(tmp_path / "pool.npz")], str(tmp_path / "qi.csv"), None, 2.0, 6, [1], 0,
+                             imported={"weights": str(tmp_path / "beta.npy")}, n_train=40)
     imported = pd.read_csv(tmp_path / "qi.csv")
     assert (imported.estimator == "import").all() and (imported.n_holdout_models == 24).all()
     assert (imported.mean_predicted == 0).all()
-    pool_jobs.fit_datamodels([str(tmp_path / "pool.npz")], "diff_means", 1.0, 40, str(tmp_path / "fit.npz"))
+    stages.fit_datamodels([str(tmp_path / "pool.npz")], str(tmp_path / "fit.npz"), "diff_means", 1.0, 40)
     weights = load_arrays(tmp_path / "fit.npz")["weights"]
     assert weights.shape == (40, 40) and weights.dtype == np.float32
-    np.testing.assert_allclose(weights, fit_datamodels(masks, logits[..., 0], 1.0, "diff_means")[0][:, :40],
+    np.testing.assert_allclose(weights, fit_datamodel_weights(masks, logits[..., 0], 1.0, "diff_means")[0][:, :40],
                                rtol=1e-5, atol=1e-6)
     from unlearnbench.datamodels import train_by_train
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from unlearnbench import jobs, plots, summary_md
+from unlearnbench.stages.report import plot_group_bars, plot_tradeoff, report_tables
+from unlearnbench.stages.scoring import score_klom, summarize
 from unlearnbench.stack import ModelStack
 from unlearnbench.storage import save_arrays, save_npy, save_table
 
@@ -34,20 +35,21 @@ for method in ("do_nothing", "gradient_ascent"):
     save_arrays(out / f"{method}.npz", margins=rng.normal(size=(2, 5, n_train + n_val)).astype(np.float32),
                 epochs=np.array([1, 2]), samples=np.full((2, 5), 100), diverged=np.zeros((2, 5), bool),
                 model_index=np.arange(5))
-    jobs.score_klom([str(out / f"{method}.npz")], [str(out / "oracle.npz")], str(out / "forget.npy"), n_train, n_val,
-                    dict(bins=5, eps=1e-5, clip=[-100, 100], direction="unlearned-oracle", inclusive_last_bin=False,
-                         percentiles=[95, 99]),
-                    1000, str(out / f"{method}_klom.npz"), str(out / f"{method}_stats.csv"),
-                    str(out / f"{method}_eps.csv"), bootstrap={"n_resamples": 5, "alpha": 0.1},
-                    epsilon={"delta": 1e-5, "cap": 50})
+    score_klom([str(out / f"{method}.npz")], [str(out / "oracle.npz")], str(out / "forget.npy"),
+               str(out / f"{method}_klom.npz"), str(out / f"{method}_stats.csv"), str(out / f"{method}_eps.csv"),
+               dict(bins=5, eps=1e-5, clip=[-100, 100], direction="unlearned-oracle", inclusive_last_bin=False,
+                    percentiles=[95, 99]),
+               bootstrap={"n_resamples": 5, "alpha": 0.1}, epsilon_options={"delta": 1e-5, "cap": 50},
+               n_train=n_train, n_val=n_val, cost_unit=1000)
     stats.append(str(out / f"{method}_stats.csv"))
     eps.append(str(out / f"{method}_eps.csv"))
     keys.append({"dataset": "digits", "model": "digits_cnn", "forget_set": "1", "method": method, "run": "default"})
-jobs.summarize(stats, eps, keys, str(out / "summary.csv"), str(out / "summary.parquet"), str(out / "epsilon.csv"))
-summary_md.write_tables(str(out / "summary.csv"), str(out / "summary.md"), str(out / "best.html"),
-                        str(out / "full.html"))
-plots.plot_group_bars(str(out / "summary.csv"), str(out / "bars.png"))
-plots.plot_tradeoff(str(out / "summary.csv"), "1", str(out / "tradeoff.png"))
+summarize(stats, eps, [], str(out / "summary.csv"), str(out / "summary.parquet"), str(out / "epsilon.csv"), keys, [],
+          "average_95", {}, {})
+report_tables(str(out / "summary.csv"), str(out / "summary.md"), str(out / "best.html"), str(out / "full.html"),
+              "p95", {})
+plot_group_bars(str(out / "summary.csv"), str(out / "bars.png"), "p95")
+plot_tradeoff(str(out / "summary.csv"), str(out / "tradeoff.png"), "p95", "log", "1")
 """
 
 

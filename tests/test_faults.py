@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY_CONFIG, planned_jobs, snakemake
-from unlearnbench import jobs, storage
+from unlearnbench import storage
+from unlearnbench.stages.margins import compute_margins
 from unlearnbench.storage import ArtefactError
 from unlearnbench import layout
 
@@ -174,11 +175,11 @@ def test_damaged_margins_and_weights_are_named_with_how_to_rebuild_them(tiny_run
 
     # the library names the file and how to rebuild it
     with pytest.raises(ArtefactError) as err:
-        storage.load_arrays(work / MARGINS, jobs.MARGINS_REQUIRED)
+        storage.load_arrays(work / MARGINS, storage.MARGINS_REQUIRED)
     assert str(work / MARGINS) in str(err.value) and "--forcerun" in str(err.value)
     with pytest.raises(ArtefactError) as err:
-        jobs.compute_margins(str(work / WEIGHTS), str(work / DIGITS.splits),
-                             str(tmp_path / "margins.npz"))
+        compute_margins(str(work / WEIGHTS), str(work / DIGITS.splits),
+                        str(tmp_path / "margins.npz"), device="auto", keep_logits=False, tta="none")
     assert str(work / WEIGHTS) in str(err.value) and "rebuild" in str(err.value)
     assert not (tmp_path / "margins.npz").exists()
 

@@ -326,7 +326,7 @@ def test_ulira_unlearns_with_a_plugin_using_hooks(problem, tmp_path, monkeypatch
     """U-LiRA's job runs a plug-in (here the README's re-initialised, frozen head) on every request of every
     pool model, each request with its own forget set."""
     from unlearnbench.data import save_splits
-    from unlearnbench.pool_jobs import ulira_unlearn
+    from unlearnbench.stages.pool import ulira_unlearn
     from unlearnbench.storage import load_arrays, save_arrays
 
     splits, _, _, _, base = problem
@@ -341,9 +341,10 @@ def test_ulira_unlearns_with_a_plugin_using_hooks(problem, tmp_path, monkeypatch
     save_arrays(tmp_path / "requests.npz", requests=requests)
     save_splits(tmp_path / "splits.npz", splits)
     seeds = {"unlearn": [[1, 2, 3], [4, 5, 6]]}
-    ulira_unlearn("fresh_head", {"lr": 0.05, "k": 1}, [1], str(tmp_path / "pool.safetensors"), "",
-                  str(tmp_path / "requests.npz"), str(tmp_path / "splits.npz"), seeds, {}, str(tmp_path / "out.npz"),
-                  plugins={"fresh_head": "my_hooks:fresh_head"}, device="cpu")
+    ulira_unlearn(weights=str(tmp_path / "pool.safetensors"), pool_margins="", requests=str(tmp_path / "requests.npz"),
+                  splits=str(tmp_path / "splits.npz"), runs=str(tmp_path / "out.npz"), method="fresh_head",
+                  hyperparameters={"lr": 0.05, "k": 1}, epochs=[1], plugins={"fresh_head": "my_hooks:fresh_head"},
+                  seeds=seeds, recipe={}, tta="none", device="cpu", models_per_batch=None, compile=False)
     out = load_arrays(tmp_path / "out.npz", ("margins", "forgotten", "samples"))
     assert out["margins"].shape == (1, 6, len(splits.labels())) and np.isfinite(out["margins"]).all()
     assert out["forgotten"][:, :40].sum(1).tolist() == [10] * 6

@@ -17,8 +17,10 @@ from unlearnbench import fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "workflow" / "scripts"
-STAGES = ("prepare_dataset", "make_forget_set", "train", "compute_margins", "unlearn", "ulira_unlearn",
-          "score_klom", "score_ulira", "summarize", "plot_margins", "fit_datamodels")
+STAGES = ("prepare_dataset", "make_forget_set", "train_base", "train_oracle", "train_pool", "compute_margins", "unlearn",
+          "ulira_unlearn", "score_klom", "score_ulira", "summarize", "plot_margins", "fit_datamodels",
+          "datamodel_quality")
+TRAIN = {"train_base", "train_oracle", "train_pool"}
 METHODS = ("gradient_ascent", "gradient_descent", "scrub", "oracle_matching", "do_nothing")
 
 
@@ -92,7 +94,7 @@ def test_klom_reaches_scoring_and_nothing_upstream(library):
     edit_function(library / "metrics" / "klom.py", "klom")
     hit = changed(before, fingerprints())
     assert "score_klom" in hit
-    upstream = {"prepare_dataset", "make_forget_set", "train", "compute_margins", "unlearn", "ulira_unlearn",
+    upstream = {"prepare_dataset", "make_forget_set", *TRAIN, "compute_margins", "unlearn", "ulira_unlearn",
                 *(f"unlearn+{m}" for m in METHODS)}
     assert not hit & upstream, hit
 
@@ -101,7 +103,7 @@ def test_the_loop_reaches_training_and_unlearning_not_margins_or_scoring(library
     before = fingerprints()
     edit_function(library / "loop.py", "run_loop")
     hit = changed(before, fingerprints())
-    assert {"train", "unlearn", "ulira_unlearn", *(f"unlearn+{m}" for m in METHODS if m != "do_nothing")} <= hit
+    assert {*TRAIN, "unlearn", "ulira_unlearn", *(f"unlearn+{m}" for m in METHODS if m != "do_nothing")} <= hit
     assert not hit & {"prepare_dataset", "make_forget_set", "compute_margins", "score_klom", "summarize"}, hit
 
 
@@ -110,19 +112,31 @@ def test_the_shared_method_base_reaches_every_finetune_method(library):
     edit_function(library / "methods" / "base.py", "sgd")
     hit = changed(before, fingerprints())
     assert {f"unlearn+{m}" for m in ("gradient_ascent", "gradient_descent", "scrub")} <= hit
-    assert not hit & {"train", "compute_margins", "score_klom"}, hit
+    assert not hit & {*TRAIN, "compute_margins", "score_klom"}, hit
 
 
-def test_a_function_of_jobs_py_reaches_its_own_stage_only(library):
-    """jobs.py holds every stage's entry point: a script selects its function, not the module."""
+def test_a_stage_function_reaches_its_own_rule_only(library):
+    """A stage module holds the functions of a rule file's rules: a script selects its function, not the module."""
     before = fingerprints()
-    edit_function(library / "jobs.py", "score_klom")
+    edit_function(library / "stages" / "scoring.py", "score_klom")
     assert changed(before, fingerprints()) == {"score_klom"}
     before = fingerprints()
-    edit_function(library / "jobs.py", "torch_setup")  # shared by every torch stage
+    edit_function(library / "stages" / "pool.py", "fit_datamodels")  # beside datamodel_quality, ulira_unlearn
+    assert changed(before, fingerprints()) == {"fit_datamodels"}
+    before = fingerprints()
+    edit_function(library / "stages" / "training.py", "train_oracle")  # beside train_base and train_pool
+    assert changed(before, fingerprints()) == {"train_oracle"}
+    before = fingerprints()
+    edit_function(library / "stages" / "training.py", "_train_shard")  # shared by the three training rules
+    assert changed(before, fingerprints()) == TRAIN
+    before = fingerprints()
+    edit_function(library / "device.py", "torch_setup")  # shared by every torch stage
     hit = changed(before, fingerprints())
-    assert {"train", "compute_margins", "unlearn", "ulira_unlearn"} <= hit
+    assert {*TRAIN, "compute_margins", "unlearn", "ulira_unlearn"} <= hit
     assert not hit & {"score_klom", "summarize", "prepare_dataset"}, hit
+    before = fingerprints()
+    edit_function(library / "stages" / "__init__.py", "job_arguments")  # how every job is handed over
+    assert changed(before, fingerprints()) == set(before)
 
 
 def write_package(root: Path, files: dict[str, str]) -> None:

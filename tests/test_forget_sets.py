@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from unlearnbench.forget_sets import class_forget_set, file_forget_set, make_forget_set, random_forget_set, retain_points
+from unlearnbench.forget_sets import class_forget_set, file_forget_set, build_forget_set, random_forget_set, retain_points
 from unlearnbench.storage import UserInputError
 
 
@@ -36,7 +36,7 @@ def test_file_set_is_validated(tmp_path):
     with pytest.raises(ValueError, match="within"):
         file_forget_set(bad, 10)
     spec = {"id": "x", "kind": "file", "path": str(good)}
-    assert make_forget_set(spec, 10).tolist() == [2, 5, 9]
+    assert build_forget_set(spec, 10).tolist() == [2, 5, 9]
 
 
 def test_retain_is_train_minus_forget():
@@ -62,7 +62,7 @@ def test_a_file_set_must_be_distinct_integer_indices_and_is_never_coerced(tmp_pa
     path = tmp_path / "set.npy"
     np.save(path, content)
     with pytest.raises(UserInputError) as err:
-        make_forget_set({"id": "mine", "kind": "file", "path": str(path)}, 10)
+        build_forget_set({"id": "mine", "kind": "file", "path": str(path)}, 10)
     message = str(err.value)
     assert needle in message and str(path) in message
     # the file is the user's: say so, never advise deleting or rebuilding it

@@ -20,9 +20,9 @@ from unlearnbench.hub_layouts import EASYDUB, KLOM, hub_assets
 from unlearnbench.published import (
     PublishedFormatError,
     check_same_forget_set,
-    import_per_model_margins,
-    import_per_model_oracle_margins,
     load_margin_vector,
+    per_model_margins,
+    per_model_oracle_margins,
 )
 from unlearnbench.storage import load_arrays
 from unlearnbench import layout
@@ -164,19 +164,17 @@ def test_per_model_margins_go_back_to_train_order(published, tmp_path):
     files, truth = published
     manifest = hub.fetch(SOURCE, sorted(files), {}, "hub.lock.json", "manifest.json")
     base = hub.resolve_groups(manifest, [EASYDUB.base_margins(i) for i in (1, 2)])
-    import_per_model_margins(base, [1, 2], tmp_path / "base.npz", 40, 10)
-    got = load_arrays(tmp_path / "base.npz", ("margins", "model_index"))
-    np.testing.assert_array_equal(got["margins"], truth["base"][1:3])
-    assert got["model_index"].tolist() == [1, 2] and got["margins"].dtype == np.float32
+    got = per_model_margins(base, [1, 2], 40, 10)
+    np.testing.assert_array_equal(got, truth["base"][1:3])
+    assert got.dtype == np.float32
 
     oracles = hub.resolve_groups(manifest, [EASYDUB.oracle_margins(10, j) for j in range(3)])
-    import_per_model_oracle_margins(FORGET[10], oracles, [0, 1, 2], tmp_path / "oracle.npz", 40, 10)
-    got = load_arrays(tmp_path / "oracle.npz", ("margins", "model_index"))
-    np.testing.assert_array_equal(got["margins"], truth[("oracle", 10)])
+    np.testing.assert_array_equal(per_model_oracle_margins(FORGET[10], oracles, [0, 1, 2], 40, 10),
+                                  truth[("oracle", 10)])
     # reading the forget file in sorted order instead would put margins on the wrong points
     with pytest.raises(AssertionError):
-        import_per_model_oracle_margins(np.sort(FORGET[10]), oracles, [0, 1, 2], tmp_path / "sorted.npz", 40, 10)
-        np.testing.assert_array_equal(load_arrays(tmp_path / "sorted.npz")["margins"], truth[("oracle", 10)])
+        np.testing.assert_array_equal(per_model_oracle_margins(np.sort(FORGET[10]), oracles, [0, 1, 2], 40, 10),
+                                      truth[("oracle", 10)])
 
 
 @pytest.mark.parametrize("array, message", [
@@ -360,8 +358,8 @@ def test_klom_layout_checkpoints_and_oracle_margins(offline_cache, tmp_path):
     import torch
 
     from unlearnbench.models.resnet9 import ResNet9
-    from unlearnbench.published import import_base_weights, import_hub_oracle_margins
     from unlearnbench.stack import ModelStack
+    from unlearnbench.stages.imports import import_hub_base_weights, import_hub_oracle_margins
 
     def saved(value) -> bytes:
         buf = io.BytesIO()
@@ -381,8 +379,8 @@ def test_klom_layout_checkpoints_and_oracle_margins(offline_cache, tmp_path):
     source = hub.Source("royrin/KLOM-models", "main")
     manifest = hub.fetch(source, sorted(files), {}, "hub.lock.json", "manifest.json")
 
-    weights = [hub.resolve(manifest, KLOM.base_weights(i)) for i in range(2)]
-    import_base_weights(weights, [0, 1], tmp_path / "base.safetensors")
+    import_hub_base_weights("manifest.json", str(tmp_path / "base.safetensors"),
+                            [KLOM.base_weights(i) for i in range(2)], "resnet9", 10, 3, (0, 2))
     stack = ModelStack.load(tmp_path / "base.safetensors")
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
@@ -390,16 +388,16 @@ def test_klom_layout_checkpoints_and_oracle_margins(offline_cache, tmp_path):
 
     ours = tmp_path / "forget_set_3.npy"
     np.save(ours, np.sort(forget))
-    groups = hub.resolve_groups(manifest, [KLOM.oracle_margins(3, j) for j in (2, 3)])
-    import_hub_oracle_margins("klom", hub.resolve(manifest, KLOM.forget_set(3)), groups, ours, "3", (2, 4),
-                              tmp_path / "oracle.npz", 40, 10)
+    groups = [KLOM.oracle_margins(3, j) for j in (2, 3)]
+    import_hub_oracle_margins("manifest.json", str(ours), str(tmp_path / "oracle.npz"), "klom", groups,
+                              KLOM.forget_set(3), (2, 4), 40, 10, "3")
     got = load_arrays(tmp_path / "oracle.npz", ("margins", "model_index"))
     np.testing.assert_array_equal(got["margins"], torch.cat([train, val], 1)[2:4].numpy())
     assert got["model_index"].tolist() == [2, 3]
     np.save(ours, np.array([3, 17, 30]))  # a generated set that is not the published one
     with pytest.raises(PublishedFormatError, match="forget set 3: the config's forget set"):
-        import_hub_oracle_margins("klom", hub.resolve(manifest, KLOM.forget_set(3)), groups, ours, "3", (2, 4),
-                                  tmp_path / "other.npz", 40, 10)
+        import_hub_oracle_margins("manifest.json", str(ours), str(tmp_path / "other.npz"), "klom", groups,
+                                  KLOM.forget_set(3), (2, 4), 40, 10, "3")
 
 
 @pytest.mark.workflow

@@ -57,7 +57,7 @@ def test_argmax_correctness_is_not_the_margin_proxy_on_ten_classes():
 def test_compute_margins_stores_argmax_correctness_and_logs_argmax_accuracy(tmp_path, caplog):
     import logging
 
-    from unlearnbench import jobs
+    from unlearnbench.stages.margins import compute_margins
     from unlearnbench.data import load_dataset, save_splits
     from unlearnbench.stack import ModelStack
     from unlearnbench.storage import load_arrays
@@ -69,9 +69,9 @@ def test_compute_margins_stores_argmax_correctness_and_logs_argmax_accuracy(tmp_
     stack = ModelStack.initialise("digits_cnn", 10, 1, [1, 2], [5, 6])
     train_stack(stack, x, y, np.arange(60), [1, 2], Recipe(epochs=2, batch_size=32, lr=0.05, peak_epoch=1))
     stack.save(tmp_path / "weights.safetensors")
-    with caplog.at_level(logging.INFO, logger="unlearnbench.jobs"):
-        jobs.compute_margins(str(tmp_path / "weights.safetensors"), str(tmp_path / "splits.npz"),
-                             str(tmp_path / "margins.npz"))
+    with caplog.at_level(logging.INFO, logger="unlearnbench"):
+        compute_margins(str(tmp_path / "weights.safetensors"), str(tmp_path / "splits.npz"),
+                        str(tmp_path / "margins.npz"), device="auto", keep_logits=False, tta="none")
     stored = load_arrays(tmp_path / "margins.npz")
     expected = (stack.logits(x).argmax(-1) == y).numpy()
     assert stored["correct"].dtype == bool

@@ -75,8 +75,8 @@ def test_nesterov_without_momentum_is_refused():
 JOB = """
 import hashlib, json, sys
 import numpy as np, torch
-from unlearnbench import jobs
 from unlearnbench.data import load_dataset
+from unlearnbench.device import torch_setup
 from unlearnbench.loop import Optimiser, Phase, run_loop
 from unlearnbench.methods import load_build, lookup
 from unlearnbench.methods.base import cross_entropy
@@ -84,7 +84,7 @@ from unlearnbench.stack import ModelStack
 from unlearnbench.training import Recipe, train_stack
 from unlearnbench.unlearning import unlearn_stack
 
-device = jobs.torch_setup(1, "cpu")
+device = torch_setup(1, "cpu")
 splits = load_dataset("digits")
 x, y = splits.images(), torch.from_numpy(splits.labels())
 stack = ModelStack.initialise("digits_cnn", 10, 1, [3, 4], [0, 1])
@@ -118,10 +118,11 @@ def test_a_torch_job_imports_no_compiler_and_a_cpu_run_is_bit_reproducible():
 
 
 def test_torch_setup_records_the_compile_switch():
-    from unlearnbench import jobs, loop
+    from unlearnbench import loop
+    from unlearnbench.device import torch_setup
 
     try:
-        jobs.torch_setup(1, "cpu", compile=True)
+        torch_setup(1, "cpu", compile=True)
         assert loop.ENGINE.compile and torch.are_deterministic_algorithms_enabled()
     finally:
         loop.configure(compile=False)

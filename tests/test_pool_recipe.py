@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from unlearnbench import jobs, pool_jobs, training
+from unlearnbench import training
 from unlearnbench.data import load_dataset, save_splits
 from unlearnbench.margins import margins_from_logits
 from unlearnbench.metrics.ulira import pool_mask
 from unlearnbench.stack import ModelStack
+from unlearnbench.stages.margins import compute_margins
+from unlearnbench.stages.pool import ulira_unlearn
 from unlearnbench.storage import load_arrays, save_arrays
 
 POOL_RECIPE = {"epochs": 1, "batch_size": 64, "lr": 0.5, "label_smoothing": 0.1, "momentum": 0.9,
@@ -32,10 +34,10 @@ def pool_files(tmp_path_factory):
 
 def test_flip_tta_margins_of_the_pool(pool_files):
     root, splits = pool_files
-    jobs.compute_margins(str(root / "pool.safetensors"), str(root / "splits.npz"), str(root / "tta.npz"),
-                         device="cpu", tta="flip")
-    jobs.compute_margins(str(root / "pool.safetensors"), str(root / "splits.npz"), str(root / "plain.npz"),
-                         device="cpu")
+    compute_margins(str(root / "pool.safetensors"), str(root / "splits.npz"), str(root / "tta.npz"),
+                    device="cpu", keep_logits=False, tta="flip")
+    compute_margins(str(root / "pool.safetensors"), str(root / "splits.npz"), str(root / "plain.npz"),
+                    device="cpu", keep_logits=False, tta="none")
     stack = ModelStack.load(root / "pool.safetensors")
     x, y = splits.inputs(), torch.from_numpy(splits.labels())
     with torch.no_grad():
@@ -54,11 +56,12 @@ def test_ulira_oracles_retrain_with_the_pool_recipe_mixed_precision_and_tta(pool
 
     monkeypatch.setattr(training, "train_stack", spy)
     monkeypatch.setattr(training, "mixed_precision", lambda device: True)  # as on a GPU
-    jobs.compute_margins(str(root / "pool.safetensors"), str(root / "splits.npz"), str(root / "margins.npz"),
-                         device="cpu", tta="flip")
-    pool_jobs.ulira_unlearn("oracle", {}, [], str(root / "pool.safetensors"), str(root / "margins.npz"),
-                            str(root / "requests.npz"), str(root / "splits.npz"), {"oracle": [[5, 6]]}, POOL_RECIPE,
-                            str(root / "out.npz"), device="cpu", tta="flip")
+    compute_margins(str(root / "pool.safetensors"), str(root / "splits.npz"), str(root / "margins.npz"),
+                    device="cpu", keep_logits=False, tta="flip")
+    ulira_unlearn(weights=str(root / "pool.safetensors"), pool_margins=str(root / "margins.npz"),
+                  requests=str(root / "requests.npz"), splits=str(root / "splits.npz"), runs=str(root / "out.npz"),
+                  method="oracle", hyperparameters={}, epochs=[], plugins={}, seeds={"oracle": [[5, 6]]},
+                  recipe=POOL_RECIPE, tta="flip", device="cpu", models_per_batch=None, compile=False)
     (call,) = calls
     assert call["recipe"] == training.Recipe.from_config(POOL_RECIPE) and call["recipe"].augment.active
     assert call["amp"] is True  # the same mixed precision as base, oracle and pool training on a GPU

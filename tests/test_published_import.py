@@ -21,13 +21,12 @@ from unlearnbench.downloads import DownloadError, fetch_forget_set, index_file_l
 from unlearnbench.margins import stack_margins
 from unlearnbench.published import (
     PublishedFormatError,
-    import_base_weights,
-    import_margins,
     load_published_margins,
     load_published_state_dict,
     stack_from_published,
 )
 from unlearnbench.stack import ModelStack
+from unlearnbench.stages.imports import import_base_weights, import_oracle_margins
 from unlearnbench.storage import load_arrays
 from unlearnbench.models.resnet9 import ResNet9
 from unlearnbench import layout
@@ -130,7 +129,7 @@ def test_stack_from_published_and_weights_shard(tmp_path, x):
         expected = torch.stack([m(x) for m in models])
         torch.testing.assert_close(stack.forward(x, train=False), expected, rtol=1e-5, atol=1e-6)
     out = tmp_path / "shard~0.safetensors"
-    import_base_weights(paths, [5, 6], out)
+    import_base_weights([str(p) for p in paths], str(out), "resnet9", 10, 3, (5, 7))
     loaded = ModelStack.load(out)
     assert loaded.arch == "resnet9" and loaded.model_index.tolist() == [5, 6]
     labels = torch.arange(6) % 10
@@ -147,14 +146,16 @@ def test_published_margins_become_a_margins_shard(tmp_path):
     got = load_published_margins(tmp_path / "val_margins_all.pt", n_points=n_val)
     assert got.dtype == np.float32 and got.shape == (n_models, n_val)
     out = tmp_path / "shard~1.npz"
-    import_margins(tmp_path / "train_margins_all.pt", tmp_path / "val_margins_all.pt", (2, 5), out, n_train, n_val)
+    import_oracle_margins(str(tmp_path / "train_margins_all.pt"), str(tmp_path / "val_margins_all.pt"), str(out), (2, 5),
+                          n_train, n_val)
     arrays = load_arrays(out, ("margins", "model_index"))
     assert arrays["model_index"].tolist() == [2, 3, 4]
     assert arrays["margins"].dtype == np.float32
     np.testing.assert_array_equal(arrays["margins"][:, :n_train], train.numpy()[2:5])
     np.testing.assert_allclose(arrays["margins"][:, n_train:], val.numpy()[2:5])
     with pytest.raises(PublishedFormatError, match="holds 5 models"):
-        import_margins(tmp_path / "train_margins_all.pt", tmp_path / "val_margins_all.pt", (4, 6), out)
+        import_oracle_margins(str(tmp_path / "train_margins_all.pt"), str(tmp_path / "val_margins_all.pt"), str(out),
+                              (4, 6), None, None)
     with pytest.raises(PublishedFormatError, match="expected 50000"):
         load_published_margins(tmp_path / "train_margins_all.pt", n_points=50_000)
 

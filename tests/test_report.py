@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from conftest import TINY_CONFIG, snakemake
 from unlearnbench import plots, report_plan, summary_md
 from unlearnbench import layout
+from unlearnbench.stages.report import _save_figure, plot_group_bars, report_tables
 
 GROUPS = ("forget", "retain", "val")
 
@@ -24,12 +25,12 @@ GROUPS = ("forget", "retain", "val")
 def protocol_summary(ci: bool = False, forget_sets=("1", "class3"), methods=("do_nothing", "oracle", "ga"),
                      descriptions: dict | None = None, run_suffix: str = "") -> pd.DataFrame:
     """A summary as the workflow writes it: ``ga`` has two grid points x two snapshots on the selection sample
-    and its chosen run (by average_95) on the report sample, ``retrain`` two budgets; from :func:`jobs.annotate`.
+    and its chosen run (by average_95) on the report sample, ``retrain`` two budgets; from :func:`unlearnbench.selection.annotate`.
 
     Selection sample of ``ga`` on every forget set: lr~0.1 epoch 2 is best by average_95 (2.0 + 3.0 + 1.0) / 3,
     lr~0.01 epoch 1 by forget P95 alone. On the report sample the chosen run reads forget 3.0 (optimism 1.0).
     """
-    from unlearnbench import jobs
+    from unlearnbench.selection import annotate
 
     rows = []
 
@@ -64,9 +65,9 @@ def protocol_summary(ci: bool = False, forget_sets=("1", "class3"), methods=("do
         add(fs, "retrain", "budget~0.5", "report", 15, 1.0, 0.9, 0.9, 0.48)
     roles = {"do_nothing": {"role": "no_unlearning"}, "oracle": {"role": "oracle"},
              "retrain": {"role": "retrain"}}
-    return jobs.annotate(pd.DataFrame(rows), chosen, "average_95",
-                         {m: roles.get(m, {"role": "unlearning"}) for m in (*methods, "retrain")},
-                         descriptions or {})
+    return annotate(pd.DataFrame(rows), chosen, "average_95",
+                    {m: roles.get(m, {"role": "unlearning"}) for m in (*methods, "retrain")},
+                    descriptions or {})
 
 
 # tables --------------------------------------------------------------------------------------------------
@@ -130,7 +131,8 @@ def test_write_tables_is_atomic_and_readable(tmp_path):
     extra = tmp_path / "ulira_summary.csv"
     pd.DataFrame({"method": ["ga"], "accuracy": [0.6]}).to_csv(extra, index=False)
     out = {k: tmp_path / "out" / f"{k}" for k in ("md", "best", "full")}
-    summary_md.write_tables(str(csv), str(out["md"]), str(out["best"]), str(out["full"]), {"U-LiRA": str(extra)})
+    report_tables(str(csv), str(out["md"]), str(out["best"]), str(out["full"]), "p95", {"ulira": "U-LiRA"},
+                  ulira=str(extra))
     assert "## U-LiRA" in out["md"].read_text()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["best", "full", "md"]  # no temp files left
     assert out["md"].stat().st_mode & 0o044  # readable by others (mkstemp would give 0600)
@@ -167,17 +169,17 @@ def test_forget_set_ids_come_back_as_written_in_tables_and_figures(tmp_path, cas
     save_table(csv, table)
     assert sorted(load_table(csv)["forget_set"].unique()) == sorted(ids)
     md = tmp_path / "summary.md"
-    summary_md.write_tables(str(csv), str(md), str(tmp_path / "b.html"), str(tmp_path / "f.html"))
+    report_tables(str(csv), str(md), str(tmp_path / "b.html"), str(tmp_path / "f.html"), "p95", {})
     text = md.read_text()
     for fs in ids:
         section = text.split(f"## Forget set {summary_md.md_text(fs)}\n", 1)[1].split("##", 1)[0]
         assert f"| `do_nothing` | `default` | 0 | {offsets[fs]:.3f} |" in section, fs
-    plots.plot_group_bars(str(csv), str(tmp_path / "bars.png"))
-    bars = plots.group_bars_figure(plots._load_summary(str(csv)))
+    plot_group_bars(str(csv), str(tmp_path / "bars.png"), "p95")
+    bars = plots.group_bars_figure(summary_md.normalise(load_table(csv)))
     assert [ax.get_title() for ax in bars.axes if ax.get_visible()] == [f"Forget set {fs}" for fs in
                                                                          summary_md.forget_set_order(ids)]
     for fs in ids:
-        fig = plots.tradeoff_figure(plots._load_summary(str(csv)), fs)
+        fig = plots.tradeoff_figure(summary_md.normalise(load_table(csv)), fs)
         assert sum(len(c.get_offsets()) for c in fig.axes[0].collections if hasattr(c, "get_offsets")) >= 6, fs
 
 
@@ -189,7 +191,7 @@ def test_a_plugin_method_named_na_is_kept(tmp_path):
 
     assert "NA" in set(load_table(csv)["method"])
     md = tmp_path / "summary.md"
-    summary_md.write_tables(str(csv), str(md), str(tmp_path / "b.html"), str(tmp_path / "f.html"))
+    report_tables(str(csv), str(md), str(tmp_path / "b.html"), str(tmp_path / "f.html"), "p95", {})
     assert "| `NA` | `lr~0.1` | 2 | 3.000 |" in md.read_text()
     assert "NA" in [t.get_text() for ax in plots.group_bars_figure(load_table(csv)).axes
                     for t in ax.get_xticklabels()]
@@ -269,7 +271,7 @@ def test_summary_figures(tmp_path, ci):
     has_errorbars = any(c.__class__.__name__ == "ErrorbarContainer" for c in visible[0].containers)
     assert has_errorbars == ci
     path = tmp_path / "figures" / "bars.png"
-    plots.save_figure(bars, path)
+    _save_figure(bars, path)
     image = mpimg.imread(path)
     assert image.ndim == 3 and image[..., :3].std() > 0.05
     assert [p.name for p in path.parent.iterdir()] == ["bars.png"]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unlearnbench import jobs
+from unlearnbench.stages.scoring import score_klom
 from unlearnbench.metrics import epsilon as eps_metric
 from unlearnbench.metrics.bootstrap import klom_percentile_ci
 from unlearnbench.metrics.groups import group_masks, group_stats
@@ -147,16 +147,16 @@ def write_run(tmp_path, outputs, correct=True, shards=2):
 
 
 def run_job(tmp_path, unlearned, oracles, forget, bootstrap=0):
-    jobs.score_klom(unlearned, oracles, forget, N_TRAIN, N_VAL, KLOM_CONFIG, cost_unit=1000,
-                    out_scores=str(tmp_path / "klom.npz"), out_stats=str(tmp_path / "stats.csv"),
-                    out_epsilon=str(tmp_path / "epsilon.csv"), bootstrap={"n_resamples": bootstrap, "alpha": 0.05},
-                    epsilon=EPSILON, label="method ga, run lr~0.1, forget set 1")
+    score_klom(unlearned, oracles, forget, scores=str(tmp_path / "klom.npz"), stats=str(tmp_path / "stats.csv"),
+               epsilon=str(tmp_path / "epsilon.csv"), klom_options=KLOM_CONFIG,
+               bootstrap={"n_resamples": bootstrap, "alpha": 0.05}, epsilon_options=EPSILON, n_train=N_TRAIN,
+               n_val=N_VAL, cost_unit=1000, label="method ga, run lr~0.1, forget set 1")
     return pd.read_csv(tmp_path / "stats.csv"), pd.read_csv(tmp_path / "epsilon.csv")
 
 
 def test_score_klom_uses_the_core_per_snapshot_and_logs_what_it_scored(tmp_path, outputs, caplog):
     u, cu, o, co, forget = outputs
-    with caplog.at_level(logging.INFO, logger="unlearnbench.jobs"):
+    with caplog.at_level(logging.INFO, logger="unlearnbench"):
         stats, eps = run_job(tmp_path, *write_run(tmp_path, outputs), bootstrap=20)
     for s, (epoch, margins) in enumerate(((1, u), (3, u + 0.5))):
         scored = score_margins(margins, o, forget, N_TRAIN, bootstrap=20, seed=epoch, epsilon=EPSILON,
@@ -181,7 +181,7 @@ def test_score_klom_uses_the_core_per_snapshot_and_logs_what_it_scored(tmp_path,
 
 
 def test_score_klom_without_stored_correctness_reports_nan_accuracy(tmp_path, outputs, caplog):
-    with caplog.at_level(logging.INFO, logger="unlearnbench.jobs"):
+    with caplog.at_level(logging.INFO, logger="unlearnbench"):
         stats, eps = run_job(tmp_path, *write_run(tmp_path, outputs, correct=False))
     assert stats.accuracy.isna().all() and stats.oracle_accuracy.isna().all() and eps.final_score.isna().all()
     assert any("accuracy unknown (NaN)" in r.getMessage() for r in caplog.records)

@@ -14,7 +14,10 @@ import yaml
 
 from unlearnbench import plan
 from unlearnbench.config import ConfigError, validate
-from unlearnbench import jobs, selection
+from unlearnbench import selection
+from unlearnbench.stages.scoring import summarize
+from unlearnbench.stages.selection import select_run
+from unlearnbench.stages.unlearning import unlearn
 from unlearnbench.compressed_schedule import CompressedSchedule, last_epoch
 from unlearnbench.metrics.klom import klom
 
@@ -216,21 +219,21 @@ def test_summarize_marks_the_chosen_run_and_reports_it_beside_its_selection_valu
         keys.append({"dataset": "digits", "model": "cnn", "forget_set": "01", "method": method, "run": run,
                      "sample": sample})
     chosen = tmp_path / "chosen.json"
-    selection.write_selection([p for p, k in zip(paths, keys) if k["sample"] == "selection"],
-                              [k for k in keys if k["sample"] == "selection"], "01", "max_95", chosen)
+    select_run([p for p, k in zip(paths, keys) if k["sample"] == "selection"], str(chosen),
+               [k for k in keys if k["sample"] == "selection"], "max_95", "01")
     assert json.loads(chosen.read_text())["methods"]["ga"]["run"] == "lr~0.2"  # max 2.0 at epoch 1
     out = {k: str(tmp_path / f"out.{k}") for k in ("csv", "parquet", "eps")}
     eps = pd.DataFrame({"epoch": [0], "n_forget": [10]})
     eps.to_csv(tmp_path / "eps.csv", index=False)
-    jobs.summarize(paths, [str(tmp_path / "eps.csv")] * len(paths), keys, out["csv"], out["csv"] + ".parquet",
-                   out["eps"], selections=[str(chosen)],
-                   fixed_selections=[{"method": m, "forget_set": "01", "run": "default", "epoch": 0}
-                                     for m in ("do_nothing", "oracle")],
-                   rule="max_95",
-                   methods={"do_nothing": {"role": "no_unlearning"}, "oracle": {"role": "oracle"},
-                            "ga": {"role": "unlearning", "pool_cost": 0.0},
-                            "retrain": {"role": "retrain"}},
-                   descriptions={"01": "ten <b>random</b> points"})
+    summarize(paths, [str(tmp_path / "eps.csv")] * len(paths), [str(chosen)], out["csv"], out["csv"] + ".parquet",
+              out["eps"], run_keys=keys,
+              fixed_selections=[{"method": m, "forget_set": "01", "run": "default", "epoch": 0}
+                                for m in ("do_nothing", "oracle")],
+              rule="max_95",
+              methods={"do_nothing": {"role": "no_unlearning"}, "oracle": {"role": "oracle"},
+                       "ga": {"role": "unlearning", "pool_cost": 0.0},
+                       "retrain": {"role": "retrain"}},
+              descriptions={"01": "ten <b>random</b> points"})
     from unlearnbench.storage import load_table
 
     table = load_table(out["csv"])
@@ -374,9 +377,10 @@ def test_the_retrain_job_starts_from_fresh_seeded_models_not_the_base_models(tmp
     outputs = []
     for weights in ("base", "other"):
         out = tmp_path / f"{weights}.npz"
-        jobs.unlearn_shard("retrain", {"budget": 0.5, "recipe": RECIPE}, [last_epoch(0.5, 4)], str(out),
-                           weights=str(tmp_path / f"{weights}.safetensors"), splits=str(tmp_path / "splits.npz"),
-                           forget_set=str(tmp_path / "forget.npy"), seeds=[7, 8], device="cpu")
+        unlearn(str(out), "retrain", {"budget": 0.5, "recipe": RECIPE}, [last_epoch(0.5, 4)], seeds=[7, 8],
+                plugins={}, device="cpu", models_per_batch=None, compile=False,
+                weights=str(tmp_path / f"{weights}.safetensors"), splits=str(tmp_path / "splits.npz"),
+                forget_set=str(tmp_path / "forget.npy"))
         outputs.append(load_arrays(out))
     np.testing.assert_array_equal(outputs[0]["margins"], outputs[1]["margins"])  # base weights unused
     assert outputs[0]["model_index"].tolist() == [5, 6] and outputs[0]["epochs"].tolist() == [2]

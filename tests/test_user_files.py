@@ -109,12 +109,14 @@ def test_replaced_imported_margins_with_an_older_mtime_rerun_the_import(workflow
 
 
 def test_an_unusable_imported_file_is_reported_as_the_users_input(tmp_path):
-    from unlearnbench.published import PublishedFormatError, import_margins
+    from unlearnbench.published import PublishedFormatError
+    from unlearnbench.stages.imports import import_oracle_margins
 
     torch.save(torch.zeros(3, 7), tmp_path / "train.pt")
     torch.save(torch.zeros(3, 5), tmp_path / "val.pt")
     with pytest.raises(PublishedFormatError) as err:
-        import_margins(tmp_path / "train.pt", tmp_path / "val.pt", (0, 2), tmp_path / "out.npz", n_train=300)
+        import_oracle_margins(str(tmp_path / "train.pt"), str(tmp_path / "val.pt"), str(tmp_path / "out.npz"), (0, 2),
+                              n_train=300, n_val=5)
     message = str(err.value)
     assert "7 points per model, expected 300" in message and "published asset you supplied" in message
     assert "Delete it" not in message and not (tmp_path / "out.npz").exists()

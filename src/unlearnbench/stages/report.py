@@ -42,13 +42,13 @@ def report_extra_table(table: str, html: str, title: str) -> None:
 def plot_tradeoff(summary: str, figure: str, stat: str, cost_scale: str, forget_set_id: str) -> None:
     from ..plots import tradeoff_figure
 
-    save_figure(tradeoff_figure(_load_summary(summary), forget_set_id, stat, cost_scale), figure)
+    _save_figure(tradeoff_figure(_load_summary(summary), forget_set_id, stat, cost_scale), figure)
 
 
 def plot_group_bars(summary: str, figure: str, stat: str) -> None:
     from ..plots import group_bars_figure
 
-    save_figure(group_bars_figure(_load_summary(summary), stat), figure)
+    _save_figure(group_bars_figure(_load_summary(summary), stat), figure)
 
 
 def plot_klom_epochs(summary: str, scores: list[str], forget_set: str, selections: list[str], figure: str, stat: str,
@@ -73,7 +73,7 @@ def plot_klom_epochs(summary: str, scores: list[str], forget_set: str, selection
     title = forget_set_title(str(forget_set_id), rows)
     fig = klom_epochs_figure(curves, _masks(forget_set, n_train, n_val), forget_set_id, q, title,
                              selection_rule(table))
-    save_figure(fig, figure)
+    _save_figure(fig, figure)
 
 
 def plot_margins(summary: str, scores: list[str], unlearned: list[str], oracles: list[str], forget_set: str,
@@ -97,7 +97,7 @@ def plot_margins(summary: str, scores: list[str], unlearned: list[str], oracles:
     fig = margins_figure([int(p) for p in points], oracle, panels, forget_set_id, n_train, clip, title)
     if ref is not None and ref["method"] != reference:
         title_margins(fig, forget_set_id, ref["method"], title)
-    save_figure(fig, figure)
+    _save_figure(fig, figure)
 
 
 def _margin_panels(rows, score_index: dict, shard_index: dict) -> list[dict]:
@@ -117,7 +117,7 @@ def _margin_panels(rows, score_index: dict, shard_index: dict) -> list[dict]:
     return panels
 
 
-def save_figure(fig, path: str | os.PathLike) -> None:
+def _save_figure(fig, path: str | os.PathLike) -> None:
     """Write a figure as PNG atomically (the temp file has no .png suffix, so the format is explicit)."""
     from ..plots import DPI
     from ..storage import atomic_path
