@@ -197,7 +197,7 @@ def train_section(sizes, recipe, figures, device, x, y):
 
 def worker(args) -> None:
     """One of k concurrent processes: set up, warm up, wait for the start signal, train, report."""
-    from unlearnbench.jobs import torch_setup
+    from unlearnbench.device import torch_setup
 
     device = torch_setup(args.threads, args.worker)
     recipe = measured_recipe(published_recipe(), args.batch_size)
@@ -362,7 +362,7 @@ def main(argv=None) -> None:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="device-check-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ["UNLEARNBENCH_GPU_LOCK_DIR"] = str(workdir / "locks-main")
-    from unlearnbench.jobs import torch_setup
+    from unlearnbench.device import torch_setup
 
     gpu = torch.cuda.is_available() and not args.smoke
     args.threads = args.threads or (2 if gpu else 1)

@@ -3,9 +3,10 @@
     python benchmarks/job_kinds.py --baseline 9866cf3 [--candidate HEAD] [--rounds 2]
 
 Each job is what one Snakemake job of the reference config (``benchmarks/reference_config.yaml``) runs:
-a fresh Python process calling the stage's ``unlearnbench.jobs`` function with the library of that
-revision (``train_shard`` of 100 base models, ``compute_margins`` of them, ``unlearn_shard`` of
-gradient descent and of SCRUB on a 10-point forget set, 25 models per batch, 1 thread). The wall time
+a fresh Python process calling the stage function with the library of that revision (``train_base`` of 100
+base models, ``compute_margins`` of them, ``unlearn`` of gradient descent and of SCRUB on a 10-point forget
+set, 25 models per batch, 1 thread): ``unlearnbench.stages``, or ``unlearnbench.jobs`` in a revision from
+before the stage package (``OLD_JOBS``). The wall time
 covers the whole process (interpreter, imports, set-up, work, writing): the fixed cost of a job is part
 of what a user waits for. Rounds alternate the order of the revisions; the table gives the minimum per
 job kind and the ratio candidate / baseline. Lighter than ``default_run.py`` (a minute or two of work
@@ -28,6 +29,25 @@ RECIPE = {"epochs": 30, "batch_size": 32, "lr": 0.2, "peak_epoch": 6, "momentum"
           "optimizer": "sgd", "schedule": "triangle", "label_smoothing": 0.0}
 
 JOBS = {
+    "train_base": "from unlearnbench.stages.training import train_base; "
+                  f"train_base('splits.npz', 'base.safetensors', 'digits_cnn', {RECIPE!r}, (0, 100), {SEEDS}, "
+                  "device='cpu', models_per_batch=25, compile=False)",
+    "compute_margins": "from unlearnbench.stages.margins import compute_margins; "
+                       "compute_margins('base.safetensors', 'splits.npz', 'margins.npz', device='cpu', "
+                       "keep_logits=False, tta='none')",
+    "unlearn gradient_descent": "from unlearnbench.stages.unlearning import unlearn; "
+                                "unlearn('gd.npz', 'gradient_descent', {'lr': 0.05, 'batch_size': 32}, [1, 3, 5], "
+                                f"{SEEDS}, {{}}, 'cpu', 25, False, weights='base.safetensors', splits='splits.npz', "
+                                "forget_set='forget.npy')",
+    "unlearn scrub": "from unlearnbench.stages.unlearning import unlearn; "
+                     "unlearn('scrub.npz', 'scrub', {'lr': 0.05, 'ascent_epochs': 2, 'forget_batch_size': 32, "
+                     f"'batch_size': 32}}, [3, 5], {SEEDS}, {{}}, 'cpu', 25, False, weights='base.safetensors', "
+                     "splits='splits.npz', forget_set='forget.npy')",
+}
+PREPARE = ("from unlearnbench.stages.data import prepare_dataset; "
+           "prepare_dataset('splits.npz', 'digits', None, False, False, None, None, 300, 1497); "
+           "np.save('forget.npy', np.sort(np.random.RandomState(0).choice(300, 10, replace=False)))")
+OLD_JOBS = {
     "train_base": f"jobs.train_shard('splits.npz', 'base.safetensors', 'digits_cnn', {RECIPE!r}, (0, 100), {SEEDS}, "
                   "models_per_batch=25, device='cpu')",
     "compute_margins": "jobs.compute_margins('base.safetensors', 'splits.npz', 'margins.npz', device='cpu')",
@@ -38,12 +58,20 @@ JOBS = {
                      "'batch_size': 32}, [3, 5], 'scrub.npz', weights='base.safetensors', splits='splits.npz', "
                      f"forget_set='forget.npy', seeds={SEEDS}, models_per_batch=25, device='cpu')",
 }
-PREPARE = ("jobs.prepare_dataset('digits', 'splits.npz', (300, 1497)); "
-           "np.save('forget.npy', np.sort(np.random.RandomState(0).choice(300, 10, replace=False)))")
+OLD_PREPARE = ("jobs.prepare_dataset('digits', 'splits.npz', (300, 1497)); "
+               "np.save('forget.npy', np.sort(np.random.RandomState(0).choice(300, 10, replace=False)))")
+
+
+def code_for(src: Path, job: str | None) -> str:
+    """What runs ``job`` (None: the preparation) in the revision whose library is ``src``."""
+    if (src / "unlearnbench" / "stages").is_dir():
+        return PREPARE if job is None else JOBS[job]
+    return OLD_PREPARE if job is None else OLD_JOBS[job]  # a revision from before the stage package
 
 
 def run(src: Path, workdir: Path, code: str) -> float:
-    script = f"import numpy as np\nfrom unlearnbench import jobs\n{code}\n"
+    imports = "import numpy as np\n" + ("from unlearnbench import jobs\n" if code.startswith("jobs.") else "")
+    script = f"{imports}{code}\n"
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", script], cwd=workdir, check=True, capture_output=True,
                    env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin", "HOME": str(workdir)})
@@ -69,13 +97,13 @@ def main(argv=None):
         work = {name: root / f"work-{name}" for name in sources}
         for name, workdir in work.items():
             workdir.mkdir()
-            run(sources[name], workdir, PREPARE)
+            run(sources[name], workdir, code_for(sources[name], None))
         best = {name: {job: float("inf") for job in JOBS} for name in sources}
         for r in range(args.rounds):
             order = ("baseline", "candidate") if r % 2 == 0 else ("candidate", "baseline")
-            for job, code in JOBS.items():  # in pipeline order: each revision consumes its own outputs
+            for job in JOBS:  # in pipeline order: each revision consumes its own outputs
                 for name in order:
-                    best[name][job] = min(best[name][job], run(sources[name], work[name], code))
+                    best[name][job] = min(best[name][job], run(sources[name], work[name], code_for(sources[name], job)))
         print(f"wall seconds per job (min of {args.rounds} rounds), 100 digits nets, 25 per batch, 1 thread")
         print("| job | baseline | candidate | ratio |")
         print("|---|---|---|---|")

@@ -7,7 +7,7 @@ unlearning job does before its real work: ``import torch``, job set-up (threads,
 first optimiser step on a stack of digits nets, and the first eval-mode margins (which sizes its chunks
 from the architecture's widest activation). "old" is the code before issue 17 (reproduced inline here:
 ``torch.use_deterministic_algorithms``, ``torch.optim.SGD``, a shape-only forward on the "meta" device);
-"new" is the library's (``jobs.torch_setup``, ``unlearnbench.optim``, a forward of the stack itself).
+"new" is the library's (``device.torch_setup``, ``unlearnbench.optim``, a forward of the stack itself).
 Each stage is timed inside the process; the table shows the median per stage over the rounds, and the
 ratio new / old of their sum.
 """
@@ -32,8 +32,8 @@ if mode == "old":
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True, warn_only=True)
 else:
-    from unlearnbench import jobs
-    jobs.torch_setup(1, "cpu")
+    from unlearnbench.device import torch_setup
+    torch_setup(1, "cpu")
 t2 = time.perf_counter()
 stack = ModelStack.initialise("digits_cnn", 10, 1, list(range(25)), range(25))
 x, y = torch.randn(25, 32, 1, 8, 8), torch.randint(0, 10, (25, 32))
