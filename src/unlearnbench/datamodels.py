@@ -57,6 +57,7 @@ __all__ = [
     "dm_direct_margins",
     "effect_calibration",
     "fit_datamodel_weights",
+    "fit_quality",
     "forget_effect",
     "forget_effect_from_pool",
     "holdout_correlation",
@@ -607,3 +608,39 @@ def _centred_right_vector(a: np.ndarray, component: int, seed: int) -> np.ndarra
     v0 = np.random.default_rng(seed).standard_normal(min(n_rows, n_cols))
     _, s, vt = svds(op, k=component, tol=0, v0=v0, solver="arpack")
     return vt[np.argsort(-s)[component - 1]]
+
+
+def fit_quality(masks: np.ndarray, margins: np.ndarray, estimator: str | None, l2: float, holdout_models: int,
+                group_sizes: list[int], seed: int, n_train: int, imported: MatrixAttribution | None = None):
+    """The fit-quality table (``fit_quality.csv``, a DataFrame): forget effects of groups of train points,
+    predicted vs observed on held-out pool models (``masks [M, n_train]``, ``margins [M, P]``).
+
+    The last ``holdout_models`` pool models are held out; ``estimator`` (``auto`` decided on the whole pool, as
+    for the effects the methods use) is fitted on the others. An ``imported`` attribution is judged against the
+    whole pool instead. Columns: ``estimator``, ``l2``, ``n_fit_models``, ``n_holdout_models``, those of
+    :func:`effect_calibration` and ``output_correlation`` (see ``config/README.md``).
+    """
+    import pandas as pd
+
+    if estimator is not None:
+        estimator = resolve_estimator(estimator, len(masks), n_train)
+    if imported is not None:
+        fitted = imported
+        n_fit, held = 0, slice(None)
+        output_corr = None
+    else:
+        n_fit = len(masks) - holdout_models
+        held = slice(n_fit, None)
+        fitted = PoolAttribution(masks[:n_fit], margins[:n_fit], estimator, l2)
+        output_corr = pearson(fitted.predict(masks[held]), np.asarray(margins[held], dtype=np.float64))
+    observed = PoolAttribution(masks[held], margins[held], "diff_means")
+    rows = effect_calibration(fitted, observed, group_sizes, seed)
+    for row in rows:
+        points = slice(n_train, None) if row["points"] == "val" else slice(0, n_train)
+        row["output_correlation"] = float(np.nanmean(output_corr[points])) if output_corr is not None else np.nan
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "n_holdout_models", observed.n_models)
+    frame.insert(0, "n_fit_models", n_fit)
+    frame.insert(0, "l2", np.nan if imported is not None or fitted.estimator == "diff_means" else l2)
+    frame.insert(0, "estimator", fitted.estimator)
+    return frame

@@ -38,36 +38,14 @@ def datamodel_quality(pool: list[str], quality: str, estimator: str | None, l2: 
     files, are inputs for the DAG and are read through ``imported``).  Columns: see
     :func:`unlearnbench.datamodels.effect_calibration` and ``config/README.md``.
     """
-    import pandas as pd
-
+    from ..datamodels import fit_quality
     from ..storage import save_table
-
-    from ..datamodels import PoolAttribution, effect_calibration, pearson, resolve_estimator
 
     pool_arrays = _load_pool(pool)
     masks, margins = pool_arrays["train_mask"], pool_arrays["margins"]
     n_train = masks.shape[1] if n_train is None else n_train
-    if estimator is not None:  # auto decides on the whole pool, as for the effects the methods use
-        estimator = resolve_estimator(estimator, len(masks), n_train)
-    if imported:
-        fitted = _load_imported(imported, n_train, margins.shape[1])[0]
-        n_fit, held = 0, slice(None)
-        output_corr = None
-    else:
-        n_fit = len(masks) - holdout_models
-        held = slice(n_fit, None)
-        fitted = PoolAttribution(masks[:n_fit], margins[:n_fit], estimator, l2)
-        output_corr = pearson(fitted.predict(masks[held]), np.asarray(margins[held], dtype=np.float64))
-    observed = PoolAttribution(masks[held], margins[held], "diff_means")
-    rows = effect_calibration(fitted, observed, group_sizes, seed)
-    for row in rows:
-        points = slice(n_train, None) if row["points"] == "val" else slice(0, n_train)
-        row["output_correlation"] = float(np.nanmean(output_corr[points])) if output_corr is not None else np.nan
-    frame = pd.DataFrame(rows)
-    frame.insert(0, "n_holdout_models", observed.n_models)
-    frame.insert(0, "n_fit_models", n_fit)
-    frame.insert(0, "l2", np.nan if imported or fitted.estimator == "diff_means" else l2)
-    frame.insert(0, "estimator", fitted.estimator)
+    attribution = _load_imported(imported, n_train, margins.shape[1])[0] if imported else None
+    frame = fit_quality(masks, margins, estimator, l2, holdout_models, group_sizes, seed, n_train, attribution)
     for row in frame[frame.points == "forget"].itertuples():
         log.info("group size %d: scale %.3f, calibration slope %.3f, correlation %.3f (%s)", row.group_size,
                  row.scale, row.calibration_slope, row.correlation, row.estimator)
@@ -130,17 +108,12 @@ def make_ulira_requests(pool: list[str], splits: str, requests: str, target_pool
 def ulira_unlearn(weights: str, pool_margins: str, requests: str, splits: str, runs: str, method: str,
                   hyperparameters: dict, epochs: list[int], plugins: dict, seeds: dict[str, list], recipe: dict,
                   tta: str, device: str, models_per_batch: int | None, compile: bool, threads: int = 1) -> None:
-    """Every request of every pool model of one shard, unlearned by ``method``.
-
-    The method runs as in :func:`unlearnbench.stages.unlearning.unlearn`, by its registry entry: a ``margins``
-    method gets its ``needs`` per request (``base_margins``: the pool models' own margins; ``holdout_margins``:
-    a perfect unlearner, the models retrained on their mask minus the request with the pool's ``recipe``, seeded
-    by ``seeds["oracle"]``); a finetune method unlearns a copy of the pool models (``seeds["unlearn"]``).
-
-    Output ``runs`` are ordered request-major (all models for request 0, then request 1, ...):
-    ``margins [S, R, P]``, ``correct bool [S, R, P]`` (argmax correctness), ``forgotten`` / ``trained``
-    ``bool [R, n_train]``. Requests, masks and seeds are keyed by the pool models' global indices. ``tta`` is
-    the pool margins' test-time augmentation, used for every margin here too.
+    """Every request of every pool model of one shard, unlearned by ``method`` as :func:`~.unlearning.unlearn`
+    runs it, by its registry entry: a ``margins`` method gets its ``needs`` per request (``base_margins``: the
+    pool models' own margins; ``holdout_margins``: the models retrained on their mask minus the request with the
+    pool's ``recipe`` and ``seeds["oracle"]``); a finetune method unlearns a copy of the pool models
+    (``seeds["unlearn"]``). ``tta``: the pool margins' test-time augmentation, used for every margin here too.
+    ``runs``: see :func:`_request_major`.
     """
     from ..data import load_splits
     from ..device import torch_setup
@@ -158,12 +131,9 @@ def ulira_unlearn(weights: str, pool_margins: str, requests: str, splits: str, r
     masks = pool.extras["train_mask"].astype(bool)
     req = load_arrays(requests, ("requests",))["requests"][pool.model_index]  # [m, K, s]
     stored = _pool_margins(pool_margins, pool.model_index) if "base_margins" in entry.needs else None
-    results, forgotten = [], []
+    results = []
     for k in range(req.shape[1]):
-        forget = req[:, k]
-        keep = masks.copy()
-        keep[np.arange(len(masks))[:, None], forget] = False
-        retain = np.stack([np.flatnonzero(row) for row in keep])
+        forget, retain = req[:, k], _retain_points(masks, req[:, k])
         if entry.kind == "margins":
             needs = {"base_margins": lambda: stored,
                      "holdout_margins": lambda: _retrained(pool, data, retain, seeds["oracle"][k], recipe,
@@ -172,20 +142,37 @@ def ulira_unlearn(weights: str, pool_margins: str, requests: str, splits: str, r
         else:
             results.append(unlearn_stack(build, hyperparameters, epochs, pool.copy(), data, forget,
                                          seeds["unlearn"][k], None, models_per_batch, dev, retain=retain))
-        hit = np.zeros_like(masks)
-        hit[np.arange(len(masks))[:, None], forget] = True
-        forgotten.append(hit)
     snapshots = [0] if entry.kind == "margins" else sorted(set(epochs))
-    save_arrays(
-        runs,
-        margins=np.concatenate([r["margins"] for r in results], axis=1).astype(np.float32),
-        correct=np.concatenate([r["correct"] for r in results], axis=1),
-        forgotten=np.concatenate(forgotten),
-        trained=np.tile(masks, (req.shape[1], 1)),
-        samples=np.concatenate([r["samples"] for r in results], axis=1),
-        diverged=np.concatenate([r["diverged"] for r in results], axis=1),
-        epochs=np.asarray(snapshots, dtype=np.int64),
-    )
+    save_arrays(runs, **_request_major(results, req, masks, snapshots))
+
+
+def _retain_points(masks: np.ndarray, forget: np.ndarray) -> np.ndarray:
+    """Each pool model's train points (its mask) minus its request ``forget [m, s]``: ``[m, n - s]``."""
+    keep = masks.copy()
+    keep[np.arange(len(masks))[:, None], forget] = False
+    return np.stack([np.flatnonzero(row) for row in keep])
+
+
+def _request_major(results: list[dict], requests: np.ndarray, masks: np.ndarray,
+                   snapshots: list[int]) -> dict[str, np.ndarray]:
+    """The arrays of a U-LiRA runs file from each request's result, request-major (all models for request 0,
+    then request 1, ...): ``margins [S, R, P]``, ``correct bool [S, R, P]`` (argmax correctness), ``forgotten`` /
+    ``trained`` ``bool [R, n_train]``, ``samples`` / ``diverged [S, R]``, ``epochs [S]``. Requests, masks and
+    seeds are keyed by the pool models' global indices."""
+    forgotten = []
+    for k in range(requests.shape[1]):
+        hit = np.zeros_like(masks)
+        hit[np.arange(len(masks))[:, None], requests[:, k]] = True
+        forgotten.append(hit)
+    return {
+        "margins": np.concatenate([r["margins"] for r in results], axis=1).astype(np.float32),
+        "correct": np.concatenate([r["correct"] for r in results], axis=1),
+        "forgotten": np.concatenate(forgotten),
+        "trained": np.tile(masks, (len(results), 1)),
+        "samples": np.concatenate([r["samples"] for r in results], axis=1),
+        "diverged": np.concatenate([r["diverged"] for r in results], axis=1),
+        "epochs": np.asarray(snapshots, dtype=np.int64),
+    }
 
 
 def _pool_margins(path: str, model_index: np.ndarray) -> dict[str, np.ndarray]:
