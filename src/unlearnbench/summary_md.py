@@ -28,7 +28,7 @@ import pandas as pd
 
 from .layout import KLOM_SUMMARY
 from .methods import ROLES, role_of as registered_role
-from .selection import GROUPS, RULES, rank, rule_value, wide
+from .selection import GROUPS, RULES, rule_value, select, wide
 
 RUN_KEYS: list[str] = ["forget_set", "method", "run", "epoch"]
 ROLE_ORDER: tuple[str, ...] = ROLES
@@ -96,9 +96,9 @@ def with_protocol(summary: pd.DataFrame) -> pd.DataFrame:
     chosen = set()
     counts = {}
     for (fs, m), group in values.groupby(["forget_set", "method"], sort=False):
-        best = rank(group, rule).iloc[0]
-        chosen.add((fs, m, str(best["run"]), int(best["epoch"])))
-        counts[(fs, m)] = len(group)
+        best = select(group, rule)  # as the select_run checkpoint chooses (unlearnbench.selection)
+        chosen.add((fs, m, best["run"], best["epoch"]))
+        counts[(fs, m)] = best["n_candidates"]
     candidates = summary.merge(values[keys + ["selection_value", "average_95"]], on=keys, how="left")
     candidates = candidates.assign(selection_rule=rule, sample="selection")
     candidates["selected"] = [(f, m, r, int(e)) in chosen for f, m, r, e in zip(
