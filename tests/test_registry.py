@@ -79,10 +79,11 @@ def test_the_training_fingerprint_covers_every_registered_model_and_data_set(tmp
 
     monkeypatch.setenv("UNLEARNBENCH_CACHE_DIR", str(tmp_path))
     clear_cache()
-    modules = closure(REPO / "workflow/scripts/train.py")
-    for entry in [*MODELS.values(), *DATASETS.values()]:
-        module, _, name = entry.target.partition(":")
-        assert module in modules and name in modules[module], entry.target
+    for script in ("train_base.py", "train_oracle.py", "train_pool.py"):
+        modules = closure(REPO / "workflow/scripts" / script)
+        for entry in [*MODELS.values(), *DATASETS.values()]:
+            module, _, name = entry.target.partition(":")
+            assert module in modules and name in modules[module], (script, entry.target)
 
 
 # --- roles, needs and U-LiRA from the registry --------------------------------------------------------------------

@@ -108,12 +108,12 @@ def make_ulira_requests(pool: list[str], splits: str, requests: str, target_pool
 def ulira_unlearn(weights: str, pool_margins: str, requests: str, splits: str, runs: str, method: str,
                   hyperparameters: dict, epochs: list[int], plugins: dict, seeds: dict[str, list], recipe: dict,
                   tta: str, device: str, models_per_batch: int | None, compile: bool, threads: int = 1) -> None:
-    """Every request of every pool model of one shard, unlearned by ``method`` as :func:`~.unlearning.unlearn`
-    runs it, by its registry entry: a ``margins`` method gets its ``needs`` per request (``base_margins``: the
-    pool models' own margins; ``holdout_margins``: the models retrained on their mask minus the request with the
-    pool's ``recipe`` and ``seeds["oracle"]``); a finetune method unlearns a copy of the pool models
-    (``seeds["unlearn"]``). ``tta``: the pool margins' test-time augmentation, used for every margin here too.
-    ``runs``: see :func:`_request_major`.
+    """Every request of every pool model of one shard, unlearned by ``method`` as its registry entry's ``ulira``
+    says: ``unlearn``, the finetune loop on a copy of the pool models (``seeds["unlearn"]``); otherwise the method's
+    own ``build`` (as :func:`~.unlearning.unlearn` runs it) reads, for the margins its ``needs`` name, the pool
+    models' own margins (``pool_margins``) or the models retrained on their mask minus the request with the
+    pool's ``recipe`` and ``seeds["oracle"]`` (``retrain``). ``tta``: the pool margins' test-time augmentation,
+    used for every margin here too. ``runs``: see :func:`_request_major`.
     """
     from ..data import load_splits
     from ..device import torch_setup
@@ -130,19 +130,18 @@ def ulira_unlearn(weights: str, pool_margins: str, requests: str, splits: str, r
     pool.tta = tta
     masks = pool.extras["train_mask"].astype(bool)
     req = load_arrays(requests, ("requests",))["requests"][pool.model_index]  # [m, K, s]
-    stored = _pool_margins(pool_margins, pool.model_index) if "base_margins" in entry.needs else None
+    stored = _pool_margins(pool_margins, pool.model_index) if entry.ulira == "pool_margins" else None
     results = []
     for k in range(req.shape[1]):
         forget, retain = req[:, k], _retain_points(masks, req[:, k])
-        if entry.kind == "margins":
-            needs = {"base_margins": lambda: stored,
-                     "holdout_margins": lambda: _retrained(pool, data, retain, seeds["oracle"][k], recipe,
-                                                           models_per_batch, dev, k)}
-            results.append(margins_method(build, hyperparameters, {name: needs[name]() for name in entry.needs}))
-        else:
+        if entry.ulira == "unlearn":
             results.append(unlearn_stack(build, hyperparameters, epochs, pool.copy(), data, forget,
                                          seeds["unlearn"][k], None, models_per_batch, dev, retain=retain))
-    snapshots = [0] if entry.kind == "margins" else sorted(set(epochs))
+            continue
+        margins = stored if entry.ulira == "pool_margins" else _retrained(
+            pool, data, retain, seeds["oracle"][k], recipe, models_per_batch, dev, k)
+        results.append(margins_method(build, hyperparameters, {name: margins for name in entry.needs}))
+    snapshots = sorted(set(epochs)) if entry.ulira == "unlearn" else [0]
     save_arrays(runs, **_request_major(results, req, masks, snapshots))
 
 
