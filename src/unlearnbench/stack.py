@@ -21,7 +21,7 @@ from .wide import folded
 
 @dataclass
 class Engine:
-    """Speed switches of a job's stacks, set once per job (``jobs.torch_setup``). Results are equal either
+    """Speed switches of a job's stacks, set once per job (``device.torch_setup``). Results are equal either
     way up to float rounding - which 30 epochs of training from a random initialisation amplify into a
     different draw of models, so the CPU trains in the layout it always did.
 
