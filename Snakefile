@@ -57,9 +57,11 @@ onstart:
 
     for path in sweep_stale_temp_files(layout.RESULTS):
         print(f"removed stale temp file {path}")
+    start_warm_process()  # local runs: jobs fork one process that imported torch once (unlearnbench.warm)
 
 
 onsuccess:
+    stop_warm_process()
     # only when this run's DAG holds the summary of this config (not for other targets, which may be
     # of another config than the summary on disk)
     summary = layout.KLOM_SUMMARY
@@ -69,3 +71,7 @@ onsuccess:
             f"\nReported run per method and forget set: {layout.SUMMARY_MD} (figures: {layout.FIGURES}/; "
             "HTML report: unlearnbench report)"
         )
+
+
+onerror:
+    stop_warm_process()

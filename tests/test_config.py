@@ -265,7 +265,8 @@ def test_nested_config_overrides_are_coerced_per_the_schema(default_config):
     config = copy.deepcopy(default_config)
     update_config(config, overrides)
     validate(config, SCHEMA)
-    assert config["resources"] == {"compile": False, "device": "auto", "gpu": 1, "jobs_per_gpu": 1, "models_per_batch": None, "threads": 2}
+    assert config["resources"] == {"compile": False, "device": "auto", "gpu": 1, "jobs_per_gpu": 1, "models_per_batch": None, "threads": 2,
+                                   "warm_start": True}
     assert config["klom"]["clip"] == [-5, 5.5] and config["klom"]["inclusive_last_bin"] is True
     assert config["klom"]["bins"] == 7 and config["train"]["epochs"] == 4 and config["train"]["lr"] == 0.25
     assert config["train"]["nesterov"] is False

@@ -446,6 +446,33 @@ def print_summary(path):
     print(console_summary(path))
 
 
+WARM_PROCESS = []  # (process, socket path) of this run's warm process, when it has one
+
+
+def start_warm_process():
+    """Start the warm process of a plain local run (unlearnbench.warm); its jobs find it through the
+    environment they inherit. Cluster jobs and jobs in another software environment run as they are.
+    """
+    from unlearnbench import warm
+
+    deployment = {
+        m.name.lower() for m in workflow.deployment_settings.deployment_method
+    }
+    mode = workflow.exec_mode.name.lower()
+    if warm.wanted(RES["warm_start"], workflow.local_exec, mode, deployment):
+        process, path = warm.start()
+        WARM_PROCESS.append((process, path))
+        os.environ[warm.ENV] = path
+
+
+def stop_warm_process():
+    from unlearnbench import warm
+
+    while WARM_PROCESS:
+        warm.stop(*WARM_PROCESS.pop())
+    os.environ.pop(warm.ENV, None)
+
+
 def made_the_summary(dag):
     """Whether this run's DAG holds the summary (made or found up to date for *this* config): a run of
     other targets, maybe of another config, must not print a summary it did not check.

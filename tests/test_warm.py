@@ -1,0 +1,140 @@
+"""The warm process (unlearnbench.warm): a job run in a fork of it is the job run by its script."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from unlearnbench import warm
+
+JOBS = '''
+import json, logging, os, time
+
+def write(out, value, numbers):
+    logging.getLogger("job").info("writing %s", out)
+    with open(out, "w") as f:
+        json.dump({"value": value, "numbers": numbers, "cwd": os.getcwd(),
+                   "env": os.environ.get("JOB_ONLY"), "pid": os.getpid()}, f)
+
+def fail(message):
+    raise ValueError(message)
+
+def slow(pid_file, out):
+    with open(pid_file, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(30)
+    open(out, "w").close()
+'''
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """A warm process that may run functions of a test module `warmjobs` (and of nothing else)."""
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "warmjobs.py").write_text(textwrap.dedent(JOBS))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "mods"), *sys.path]))
+    process, path = warm.start(preload=("json",), allowed_prefix="warmjobs:")
+    monkeypatch.setenv(warm.ENV, path)
+    yield process, path
+    warm.stop(process, path)
+
+
+def test_a_job_runs_in_a_fork_with_the_scripts_directory_environment_and_log(server, tmp_path, monkeypatch):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    monkeypatch.setenv("JOB_ONLY", "set by the job's environment")
+    log = tmp_path / "job.log"
+    status = warm.run("warmjobs:write", {"out": "out.json", "value": "é", "numbers": [1, 2.5]}, str(log))
+    assert status == 0
+    written = json.loads((workdir / "out.json").read_text())
+    assert written["value"] == "é" and written["numbers"] == [1, 2.5]
+    assert written["cwd"] == str(workdir)
+    assert written["env"] == "set by the job's environment"
+    assert written["pid"] not in (os.getpid(), server[0].pid)
+    assert "writing out.json" in log.read_text()
+
+
+def test_a_failing_job_is_a_nonzero_status_with_its_traceback_in_the_log(server, tmp_path):
+    log = tmp_path / "job.log"
+    assert warm.run("warmjobs:fail", {"message": "bad input"}, str(log)) == 1
+    assert "ValueError: bad input" in log.read_text()
+
+
+def test_only_allowed_functions_run(server, tmp_path):
+    log = tmp_path / "job.log"
+    victim = tmp_path / "keep"
+    victim.touch()
+    assert warm.run("os:remove", {"path": str(victim)}, str(log)) == 1
+    assert victim.exists()
+    assert "runs stage functions only" in log.read_text()
+
+
+def test_without_a_warm_process_the_script_runs_the_job_itself(tmp_path, monkeypatch):
+    monkeypatch.delenv(warm.ENV, raising=False)
+    assert warm.run("warmjobs:write", {}, None) is None
+    monkeypatch.setenv(warm.ENV, str(tmp_path / "gone.sock"))
+    assert warm.run("warmjobs:write", {}, None) is None
+
+
+def test_a_killed_script_kills_its_job(server, tmp_path):
+    """Snakemake kills a job's script (Ctrl-C, a failed sibling): the fork must not go on and write outputs."""
+    pid_file, out = tmp_path / "pid", tmp_path / "out"
+    client = subprocess.Popen([sys.executable, "-c", (
+        "from unlearnbench import warm; "
+        f"warm.run('warmjobs:slow', {{'pid_file': {str(pid_file)!r}, 'out': {str(out)!r}}}, None)")])
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
+    worker = int(pid_file.read_text())
+    client.send_signal(signal.SIGKILL)
+    client.wait()
+    deadline = time.monotonic() + 10
+    while _alive(worker):
+        assert time.monotonic() < deadline, "the job outlived its script"
+        time.sleep(0.05)
+    assert not out.exists()
+
+
+def test_the_warm_process_exits_with_the_process_that_started_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    starter = subprocess.run([sys.executable, "-c", (
+        "from unlearnbench import warm; p, path = warm.start(preload=('json',)); print(p.pid)")],
+        capture_output=True, text=True, check=True)
+    server = int(starter.stdout.split()[-1])
+    deadline = time.monotonic() + 10
+    while _alive(server):
+        assert time.monotonic() < deadline, "the warm process outlived Snakemake"
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by an init that is slow) counts as gone
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ")[-1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize(
+    "enabled, local_exec, exec_mode, deployment, expected",
+    [
+        (True, True, "default", set(), True),
+        (False, True, "default", set(), False),
+        (True, False, "default", set(), False),  # a cluster executor: each job on its own node
+        (True, True, "remote", set(), False),  # inside a cluster job
+        (True, True, "default", {"conda"}, False),  # jobs in another environment
+    ],
+)
+def test_only_plain_local_runs_start_a_warm_process(enabled, local_exec, exec_mode, deployment, expected):
+    assert warm.wanted(enabled, local_exec, exec_mode, deployment) is expected
