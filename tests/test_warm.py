@@ -107,12 +107,13 @@ def test_a_killed_script_kills_its_job(server, tmp_path):
 def test_the_warm_process_exits_with_the_process_that_started_it(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
     starter = subprocess.run([sys.executable, "-c", (
-        "from unlearnbench import warm; p, path = warm.start(preload=('json',)); print(p.pid)")],
+        "from unlearnbench import warm; p, path = warm.start(preload=('json',)); print(path, p.pid)")],
         capture_output=True, text=True, check=True)
     server = int(starter.stdout.split()[-1])
     deadline = time.monotonic() + 10
-    while _alive(server):
-        assert time.monotonic() < deadline, "the warm process outlived Snakemake"
+    path = starter.stdout.split()[-2]
+    while _alive(server) or os.path.exists(os.path.dirname(path)):
+        assert time.monotonic() < deadline, "the warm process outlived Snakemake, or left its socket"
         time.sleep(0.1)
 
 

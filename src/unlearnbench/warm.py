@@ -78,11 +78,7 @@ def stop(process: subprocess.Popen, path: str) -> None:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         process.kill()
-    for leftover in (path, os.path.dirname(path)):
-        try:
-            os.unlink(leftover) if leftover == path else os.rmdir(leftover)
-        except OSError:
-            pass
+    _remove(path)  # the server removes them as it leaves; a killed one cannot
 
 
 def _wait_readable(stream, timeout: float) -> bool:
@@ -118,6 +114,7 @@ def run(target: str, kwargs: dict[str, Any], log: str | None) -> int | None:
 
 def serve(path: str, parent: int, preload: list[str], allowed_prefix: str) -> None:
     """Import ``preload``, then fork a supervisor per job until ``parent`` exits."""
+    server = os.getpid()
     for module in preload:
         importlib.import_module(module)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
@@ -127,21 +124,34 @@ def serve(path: str, parent: int, preload: list[str], allowed_prefix: str) -> No
     listener.listen(64)
     sys.stdout.buffer.write(_READY)
     sys.stdout.flush()
-    while os.getppid() == parent:
-        if not select.select([listener], [], [], 1.0)[0]:
-            continue
-        conn, _ = listener.accept()
-        if not _same_user(conn):
+    try:
+        while os.getppid() == parent:
+            if not select.select([listener], [], [], 1.0)[0]:
+                continue
+            conn, _ = listener.accept()
+            if not _same_user(conn):
+                conn.close()
+                continue
+            if os.fork() == 0:
+                listener.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                try:
+                    _supervise(conn, allowed_prefix)
+                finally:
+                    os._exit(0)
             conn.close()
-            continue
-        if os.fork() == 0:
-            listener.close()
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            try:
-                _supervise(conn, allowed_prefix)
-            finally:
-                os._exit(0)
-        conn.close()
+    finally:
+        if os.getpid() == server:  # not in a fork leaving through an exception
+            _remove(path)
+
+
+def _remove(path: str) -> None:
+    """The socket and its private directory."""
+    for remove, leftover in ((os.unlink, path), (os.rmdir, os.path.dirname(path))):
+        try:
+            remove(leftover)
+        except OSError:
+            pass
 
 
 def _same_user(conn: socket.socket) -> bool:
