@@ -31,7 +31,7 @@ def job(threads: int) -> None:
     from unlearnbench.loop import Optimiser
     from unlearnbench.margins import stack_margins
     from unlearnbench.stack import ModelStack
-    from unlearnbench.jobs import torch_setup
+    from unlearnbench.device import torch_setup
 
     torch_setup(threads, "cpu")
     stack = ModelStack.initialise("digits_cnn", 10, 1, list(range(25)), range(25))

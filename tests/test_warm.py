@@ -26,6 +26,10 @@ def write(out, value, numbers):
 def fail(message):
     raise ValueError(message)
 
+def record(out, values):
+    with open(out, "w") as f:
+        json.dump({"values": values, "pid": os.getpid()}, f)
+
 def slow(pid_file, out):
     with open(pid_file, "w") as f:
         f.write(str(os.getpid()))
@@ -40,6 +44,7 @@ def server(tmp_path, monkeypatch):
     (tmp_path / "mods").mkdir()
     (tmp_path / "mods" / "warmjobs.py").write_text(textwrap.dedent(JOBS))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "mods"), *sys.path]))
+    monkeypatch.syspath_prepend(str(tmp_path / "mods"))  # the tests name the module's functions too
     process, path = warm.start(preload=("json",), allowed_prefix="warmjobs:")
     monkeypatch.setenv(warm.ENV, path)
     yield process, path
@@ -139,3 +144,62 @@ def _alive(pid: int) -> bool:
 )
 def test_only_plain_local_runs_start_a_warm_process(enabled, local_exec, exec_mode, deployment, expected):
     assert warm.wanted(enabled, local_exec, exec_mode, deployment) is expected
+
+
+def test_call_gives_a_job_the_same_arguments_in_the_warm_process_as_in_its_own(server, tmp_path, monkeypatch):
+    """stages.call: the fork receives what the script would have passed (plain JSON values: a tuple param
+    arrives as a list on both paths)."""
+    import importlib
+
+    from test_stages import fake_job
+    from unlearnbench.stages import call
+
+    warmjobs = importlib.import_module("warmjobs")
+    params = {"values": {"grid": (1, 2), "lr": 0.1, "name": "é", "none": None}}
+    results = {}
+    for where in ("warm", "here"):
+        if where == "here":
+            monkeypatch.delenv(warm.ENV)
+        out = tmp_path / f"{where}.json"
+        call(warmjobs.record, fake_job(tmp_path, output={"out": str(out)}, params=params))
+        results[where] = json.loads(out.read_text())
+    assert results["warm"]["values"] == results["here"]["values"] == {
+        "grid": [1, 2], "lr": 0.1, "name": "é", "none": None}
+    assert results["warm"]["pid"] != results["here"]["pid"] == os.getpid()
+
+
+def test_a_job_failing_in_the_warm_process_fails_its_script(server, tmp_path):
+    import importlib
+
+    from test_stages import fake_job
+    from unlearnbench.stages import call
+
+    warmjobs = importlib.import_module("warmjobs")
+    with pytest.raises(SystemExit) as exit:
+        call(warmjobs.fail, fake_job(tmp_path, params={"message": "no such forget set"}))
+    assert exit.value.code == 1
+    assert "ValueError: no such forget set" in (tmp_path / "job.log").read_text()
+
+
+def test_stage_modules_import_no_torch():
+    """A job's script imports its stage module before handing the job over: the warm start pays only if
+    that import is light (torch, pandas, matplotlib are imported inside the stage functions)."""
+    code = ("import pkgutil, importlib, sys, unlearnbench.stages as s\n"
+            "for m in pkgutil.iter_modules(s.__path__): importlib.import_module('unlearnbench.stages.' + m.name)\n"
+            "print(sorted(x for x in ('torch', 'pandas', 'matplotlib', 'scipy') if x in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_param_that_is_not_plain_data_is_an_error_naming_it(tmp_path):
+    """A set (or an int-keyed dict) would reach a job differently through JSON: refused on both paths."""
+    from test_stages import fake_job
+    from unlearnbench.stages import StageArgumentError, job_arguments
+
+    def stage(out, classes):
+        pass
+
+    with pytest.raises(StageArgumentError, match="the params 'classes' is not plain data"):
+        job_arguments(stage, fake_job(tmp_path, output={"out": "x"}, params={"classes": {3, 5}}))
+    with pytest.raises(StageArgumentError, match="'classes'"):
+        job_arguments(stage, fake_job(tmp_path, output={"out": "x"}, params={"classes": {3: "three"}}))
