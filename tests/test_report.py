@@ -323,6 +323,16 @@ def test_klom_and_margin_figures_cope_with_diverged_models():
     fig.canvas.draw()  # renders without error
 
 
+def test_the_margins_figure_names_the_reference_it_was_given():
+    """The points are those the upper reference forgets worst: whatever it is called (registry role, not name)."""
+    rng = np.random.default_rng(0)
+    panels = [{"method": name, "run": "default", "epoch": 0, "margins": rng.normal(size=(3, 12)),
+               "klom": rng.random(12)} for name in ("keep_all", "ga")]
+    fig = plots.margins_figure([0, 2], rng.normal(size=(3, 12)), panels, "1", 8, reference="keep_all")
+    title = fig._suptitle.get_text().replace("\n", " ")
+    assert "keep_all forgets worst" in title and "do_nothing" not in title
+
+
 # the tiny run --------------------------------------------------------------------------------------------
 
 FIGURES = ["p95_bars.png"] + [f"{kind}_forget_set~{fs}.png" for fs in ("1", "class3")

@@ -293,13 +293,15 @@ def worst_points(klom_row: np.ndarray, mask: np.ndarray, k: int = 3) -> np.ndarr
 
 
 def margins_figure(points: Sequence[int], oracle: np.ndarray, panels: Sequence[Mapping], forget_set: str,
-                   n_train: int, clip: Sequence[float] | None = None, title: str | None = None) -> Figure:
+                   n_train: int, clip: Sequence[float] | None = None, title: str | None = None,
+                   reference: str = "") -> Figure:
     """Margin histograms of unlearned vs oracle models on a few points.
 
     ``oracle``: scored oracle margins ``[N, P]``. ``panels``: one mapping per method with ``method``,
     ``run``, ``epoch``, ``margins [M, P]`` (that snapshot) and ``klom [P]`` (optionally ``role``). Rows =
     points, columns = methods; non-finite margins (diverged models) are left out and counted in the panel.
-    ``clip``: margins are clipped to it first, as KLOM does (``klom.clip``).
+    ``clip``: margins are clipped to it first, as KLOM does (``klom.clip``). ``reference``: the method whose
+    worst-forgotten points these are, named in the title (default: the first panel's).
     """
     if clip is not None:
         oracle = np.clip(oracle, *clip)
@@ -340,7 +342,7 @@ def margins_figure(points: Sequence[int], oracle: np.ndarray, panels: Sequence[M
     handles = [Patch(color="0.6", alpha=0.6, label="oracle (scored)"),
                Line2D([], [], color="black", lw=1.8, label="unlearned (method colour)")]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize="small")
-    title_margins(fig, forget_set, "do_nothing", title)
+    title_margins(fig, forget_set, reference or (panels[0]["method"] if panels else ""), title)
     return fig
 
 

@@ -83,7 +83,7 @@ def plot_margins(summary: str, scores: list[str], unlearned: list[str], oracles:
     """Histograms of unlearned (each method's reported run, on the report sample, at its snapshot) vs scored
     oracle margins on the ``n_points`` forget points with the highest KLOM under ``reference`` (else the first
     method). ``scores`` / ``unlearned``: the reported runs' klom.npz and unlearned shards, keys alike."""
-    from ..plots import margins_figure, title_margins, worst_points
+    from ..plots import margins_figure, worst_points
     from ..storage import MARGINS_REQUIRED, load_arrays
     from ..summary_md import forget_set_title
 
@@ -94,9 +94,8 @@ def plot_margins(summary: str, scores: list[str], unlearned: list[str], oracles:
     ref = next((p for p in panels if p["method"] == reference), panels[0] if panels else None)
     points = worst_points(ref["klom"], masks["forget"], n_points) if ref is not None else np.zeros(0, int)
     title = forget_set_title(str(forget_set_id), rows)
-    fig = margins_figure([int(p) for p in points], oracle, panels, forget_set_id, n_train, clip, title)
-    if ref is not None and ref["method"] != reference:
-        title_margins(fig, forget_set_id, ref["method"], title)
+    fig = margins_figure([int(p) for p in points], oracle, panels, forget_set_id, n_train, clip, title,
+                         reference=ref["method"] if ref is not None else "")
     _save_figure(fig, figure)
 
 
