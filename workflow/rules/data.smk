@@ -1,17 +1,13 @@
-# The one {dataset} wildcard left, held to the configured data set: the script reads it (the stage
-# package may pass it as a param instead; then the output is SPLITS and this goes).
-SPLITS_OF_DATASET = layout.Layout("{dataset}").splits
+# The data set's fixed splits, and the forget sets drawn from them.
 
 
 rule prepare_dataset:
     input:
         unpack(get_split_file),
     output:
-        splits=SPLITS_OF_DATASET,
+        splits=SPLITS,
     log:
-        PATHS.log("prepare_dataset", SPLITS_OF_DATASET),
-    wildcard_constraints:
-        dataset=re.escape(DATASET),
+        PATHS.log("prepare_dataset", SPLITS),
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -22,7 +18,7 @@ rule prepare_dataset:
         val_resolution=config["data"]["val_resolution"],
         n_train=DATA.n_train,
         n_val=DATA.n_val,
-        dataset=lambda w: w.dataset,
+        dataset=DATASET,
         code=get_code("prepare_dataset.py"),
     script:
         "../scripts/prepare_dataset.py"
