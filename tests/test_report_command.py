@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import TINY_CONFIG
-from unlearnbench import report_command
+from unlearnbench import layout, report_command
 from unlearnbench.report_command import ReportError, build_report
 
 # Stands in for `python -m snakemake`: a dry run says whatever PENDING holds; --report writes half a report and
