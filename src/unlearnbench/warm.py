@@ -17,6 +17,10 @@ What it does not change, and why:
   fork, so an edit made during a run reaches later jobs as it would without the warm process.
 - The warm process never runs torch code itself: a fork taken before any OpenMP or CUDA
   initialisation is safe (each fork sets its own thread count and device, as a fresh job does).
+- Thread counts: Snakemake gives a job's process ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, … = its
+  ``threads``, which BLAS and OpenMP read once, when loaded. The warm process loads them with one thread
+  (``_ONE_THREAD``) and each fork sets the job's count (threadpoolctl): a BLAS reduction split over another
+  number of threads sums in another order, and would change results in the last bits.
 - A job killed by Snakemake (Ctrl-C, a failed sibling with no --keep-going) closes its socket; the
   fork's supervisor then kills the fork, so no orphan writes outputs after Snakemake gave up on them.
 - The server exits when the Snakemake process that started it is gone.
@@ -46,6 +50,9 @@ ENV = "UNLEARNBENCH_WARM"  # the socket's path, in the environment of the jobs o
 ALLOWED_PREFIX = "unlearnbench.stages."
 PRELOAD = ("numpy", "pandas", "scipy.stats", "safetensors.torch", "torch", "torch.nn.functional")
 _READY = b"ready\n"
+# what Snakemake sets for a job of one thread (snakemake/shell.py): the warm process loads its libraries so
+_ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                      "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
 _SOCKET_NAME = "jobs.sock"
 
 
@@ -64,7 +71,8 @@ def start(preload: tuple[str, ...] = PRELOAD, allowed_prefix: str = ALLOWED_PREF
     path = os.path.join(directory, _SOCKET_NAME)
     settings = json.dumps({"path": path, "parent": os.getpid(), "preload": list(preload),
                            "allowed_prefix": allowed_prefix})
-    process = subprocess.Popen([sys.executable, "-m", "unlearnbench.warm", settings], stdout=subprocess.PIPE)
+    process = subprocess.Popen([sys.executable, "-m", "unlearnbench.warm", settings], stdout=subprocess.PIPE,
+                               env={**os.environ, **_ONE_THREAD})
     ready = process.stdout.readline() if _wait_readable(process.stdout, timeout) else b""
     if ready != _READY:
         process.kill()
@@ -189,12 +197,21 @@ def _read_line(conn: socket.socket) -> bytes:
     return data
 
 
+def _limit_threads(threads: str | None) -> None:
+    """The job's BLAS/OpenMP thread count, as a fresh process would have read it from its environment."""
+    if threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(int(threads))
+
+
 def _work(request: dict, allowed_prefix: str) -> int:
     """In the fork: become the job (directory, environment, log), run the stage function."""
     try:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        _limit_threads(os.environ.get("OMP_NUM_THREADS"))
         if request["log"]:
             from unlearnbench import logs
 
