@@ -38,11 +38,11 @@ JOBS = {
     "unlearn gradient_descent": "from unlearnbench.stages.unlearning import unlearn; "
                                 "unlearn('gd.npz', 'gradient_descent', {'lr': 0.05, 'batch_size': 32}, [1, 3, 5], "
                                 f"{SEEDS}, {{}}, 'cpu', 25, False, weights='base.safetensors', splits='splits.npz', "
-                                "forget_set='forget.npy')",
+                                "forget_set='forget.npy', identity={'method': 'gradient_descent', 'run': 'default'})",
     "unlearn scrub": "from unlearnbench.stages.unlearning import unlearn; "
                      "unlearn('scrub.npz', 'scrub', {'lr': 0.05, 'ascent_epochs': 2, 'forget_batch_size': 32, "
                      f"'batch_size': 32}}, [3, 5], {SEEDS}, {{}}, 'cpu', 25, False, weights='base.safetensors', "
-                     "splits='splits.npz', forget_set='forget.npy')",
+                     "splits='splits.npz', forget_set='forget.npy', identity={'method': 'scrub', 'run': 'default'})",
 }
 PREPARE = ("from unlearnbench.stages.data import prepare_dataset; "
            "prepare_dataset('splits.npz', 'digits', None, False, False, None, None, 300, 1497); "

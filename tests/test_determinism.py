@@ -30,7 +30,7 @@ ModelStack.initialise("digits_cnn", 10, 1, [3, 4], [0, 1]).save(out / "weights.s
 save_npy(out / "forget.npy", np.array([1, 5, 7]))
 save_arrays(out / "oracle.npz", margins=rng.normal(size=(6, n_train + n_val)).astype(np.float32),
             model_index=np.arange(6))
-stats, eps, keys = [], [], []
+stats, eps = [], []
 for method in ("do_nothing", "gradient_ascent"):
     save_arrays(out / f"{method}.npz", margins=rng.normal(size=(2, 5, n_train + n_val)).astype(np.float32),
                 epochs=np.array([1, 2]), samples=np.full((2, 5), 100), diverged=np.zeros((2, 5), bool),
@@ -40,11 +40,12 @@ for method in ("do_nothing", "gradient_ascent"):
                dict(bins=5, eps=1e-5, clip=[-100, 100], direction="unlearned-oracle", inclusive_last_bin=False,
                     percentiles=[95, 99]),
                bootstrap={"n_resamples": 5, "alpha": 0.1}, epsilon_options={"delta": 1e-5, "cap": 50},
-               n_train=n_train, n_val=n_val, cost_unit=1000)
+               n_train=n_train, n_val=n_val, cost_unit=1000,
+               identity={"dataset": "digits", "model": "digits_cnn", "forget_set": "1", "method": method,
+                         "run": "default", "sample": "report_epoch~2"})
     stats.append(str(out / f"{method}_stats.csv"))
     eps.append(str(out / f"{method}_eps.csv"))
-    keys.append({"dataset": "digits", "model": "digits_cnn", "forget_set": "1", "method": method, "run": "default"})
-summarize(stats, eps, [], str(out / "summary.csv"), str(out / "summary.parquet"), str(out / "epsilon.csv"), keys, [],
+summarize(stats, eps, [], str(out / "summary.csv"), str(out / "summary.parquet"), str(out / "epsilon.csv"), [],
           "average_95", {}, {})
 report_tables(str(out / "summary.csv"), str(out / "summary.md"), str(out / "best.html"), str(out / "full.html"),
               "p95", {})

@@ -231,13 +231,11 @@ def test_report_plan_optional_tables_follow_the_config():
     assert layout.extra_table_html("epsilon") in targets and layout.SUMMARY_MD in targets
     runs = [{"method": "do_nothing", "run": "default", "sample": "report_epoch~0"},
             {"method": "ga", "run": "lr~1", "sample": "selection"}]
-    paths, keys = report_plan.score_files("r/{dataset}/{method}/{run}/fs~{forget_set}/{sample}.npz", "d", "3", runs)
+    paths = report_plan.score_files("r/{dataset}/{method}/{run}/fs~{forget_set}/{sample}.npz", "d", "3", runs)
     assert paths == ["r/d/do_nothing/default/fs~3/report_epoch~0.npz", "r/d/ga/lr~1/fs~3/selection.npz"]
-    assert keys == [{"method": "do_nothing", "run": "default"}, {"method": "ga", "run": "lr~1"}]
-    shards, shard_keys = report_plan.shard_files("{dataset}/{method}/{run}/{forget_set}/{sample}/{shard}", "d", "3",
-                                                 runs, lambda m: range(2) if m == "ga" else [5])
+    shards = report_plan.shard_files("{dataset}/{method}/{run}/{forget_set}/{sample}/{shard}", "d", "3",
+                                     runs, lambda m: range(2) if m == "ga" else [5])
     assert shards == ["d/do_nothing/default/3/report_epoch~0/5", "d/ga/lr~1/3/selection/0", "d/ga/lr~1/3/selection/1"]
-    assert len(shard_keys) == 3 and shard_keys[-1] == {"method": "ga", "run": "lr~1"}
 
 
 # figures -------------------------------------------------------------------------------------------------

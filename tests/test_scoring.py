@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from unlearnbench import identity
+from unlearnbench.identity import FIELDS, Identity
 from unlearnbench.stages.scoring import score_klom
 from unlearnbench.metrics import epsilon as eps_metric
 from unlearnbench.metrics.bootstrap import klom_percentile_ci
@@ -150,8 +152,23 @@ def run_job(tmp_path, unlearned, oracles, forget, bootstrap=0):
     score_klom(unlearned, oracles, forget, scores=str(tmp_path / "klom.npz"), stats=str(tmp_path / "stats.csv"),
                epsilon=str(tmp_path / "epsilon.csv"), klom_options=KLOM_CONFIG,
                bootstrap={"n_resamples": bootstrap, "alpha": 0.05}, epsilon_options=EPSILON, n_train=N_TRAIN,
-               n_val=N_VAL, cost_unit=1000, label="method ga, run lr~0.1, forget set 1")
-    return pd.read_csv(tmp_path / "stats.csv"), pd.read_csv(tmp_path / "epsilon.csv")
+               n_val=N_VAL, cost_unit=1000,
+               identity=RUN.fields())
+    # the score tables without the identity columns every row repeats (test_every_score_file_names_its_run)
+    return tuple(pd.read_csv(tmp_path / name).drop(columns=list(RUN.fields())) for name in ("stats.csv", "epsilon.csv"))
+
+
+RUN = Identity(dataset="digits", model="digits_cnn", forget_set="1", method="ga", run="lr~0.1", sample="selection")
+
+
+def test_every_score_file_names_its_run(tmp_path, outputs):
+    run_job(tmp_path, *write_run(tmp_path, outputs))
+    for name in ("stats.csv", "epsilon.csv"):
+        who, table = identity.load_table(tmp_path / name)
+        assert who == RUN and list(table.columns[:6]) == list(FIELDS), name
+    who, arrays = identity.load_arrays(tmp_path / "klom.npz", ("klom", "epochs"))
+    assert who == RUN and identity.read_identity(tmp_path / "klom.npz") == RUN and "identity" not in arrays
+    assert load_arrays(tmp_path / "klom.npz")["identity"].dtype.kind == "U"  # no object array: loads unpickled
 
 
 def test_score_klom_uses_the_core_per_snapshot_and_logs_what_it_scored(tmp_path, outputs, caplog):

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from unlearnbench import plan
+from unlearnbench import identity, plan
+from unlearnbench.identity import Identity
 from unlearnbench.config import ConfigError, validate
 from unlearnbench import selection
 from unlearnbench.stages.scoring import summarize
@@ -210,23 +211,22 @@ def test_summarize_marks_the_chosen_run_and_reports_it_beside_its_selection_valu
         ("retrain", "budget~0.1", "report"): {3: (3.0, 2.0, 2.0)},
         ("retrain", "budget~0.5", "report"): {15: (1.0, 0.8, 0.8)},
     }
-    paths, keys = [], []
+    paths, eps_paths, selecting = [], [], []
     for i, ((method, run, sample), values) in enumerate(scores.items()):
-        path = tmp_path / f"{i}.csv"
+        sample = "selection" if sample == "selection" else selection.report_sample(max(values))
+        who = Identity(dataset="digits", model="cnn", forget_set="01", method=method, run=run, sample=sample)
         cost = {"ga": 0.01, "retrain": 0.03}.get(method, 0.0)
-        stats_rows(values, samples=cost).to_csv(path, index=False)
-        paths.append(str(path))
-        keys.append({"dataset": "digits", "model": "cnn", "forget_set": "01", "method": method, "run": run,
-                     "sample": sample})
+        paths.append(str(tmp_path / f"{i}.csv"))
+        identity.save_table(paths[-1], who, stats_rows(values, samples=cost))
+        eps_paths.append(str(tmp_path / f"eps{i}.csv"))
+        identity.save_table(eps_paths[-1], who, pd.DataFrame({"epoch": [0], "n_forget": [10]}))
+        if sample == "selection":
+            selecting.append(paths[-1])
     chosen = tmp_path / "chosen.json"
-    select_run([p for p, k in zip(paths, keys) if k["sample"] == "selection"], str(chosen),
-               [k for k in keys if k["sample"] == "selection"], "max_95", "01")
+    select_run(selecting, str(chosen), "max_95", "01")
     assert json.loads(chosen.read_text())["methods"]["ga"]["run"] == "lr~0.2"  # max 2.0 at epoch 1
     out = {k: str(tmp_path / f"out.{k}") for k in ("csv", "parquet", "eps")}
-    eps = pd.DataFrame({"epoch": [0], "n_forget": [10]})
-    eps.to_csv(tmp_path / "eps.csv", index=False)
-    summarize(paths, [str(tmp_path / "eps.csv")] * len(paths), [str(chosen)], out["csv"], out["csv"] + ".parquet",
-              out["eps"], run_keys=keys,
+    summarize(paths, eps_paths, [str(chosen)], out["csv"], out["csv"] + ".parquet", out["eps"],
               fixed_selections=[{"method": m, "forget_set": "01", "run": "default", "epoch": 0}
                                 for m in ("do_nothing", "oracle")],
               rule="max_95",
@@ -379,7 +379,7 @@ def test_the_retrain_job_starts_from_fresh_seeded_models_not_the_base_models(tmp
         out = tmp_path / f"{weights}.npz"
         unlearn(str(out), "retrain", {"budget": 0.5, "recipe": RECIPE}, [last_epoch(0.5, 4)], seeds=[7, 8],
                 plugins={}, device="cpu", models_per_batch=None, compile=False,
-                weights=str(tmp_path / f"{weights}.safetensors"), splits=str(tmp_path / "splits.npz"),
+                identity={"method": "retrain", "run": "budget~0.5"}, weights=str(tmp_path / f"{weights}.safetensors"), splits=str(tmp_path / "splits.npz"),
                 forget_set=str(tmp_path / "forget.npy"))
         outputs.append(load_arrays(out))
     np.testing.assert_array_equal(outputs[0]["margins"], outputs[1]["margins"])  # base weights unused

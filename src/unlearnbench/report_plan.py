@@ -33,27 +33,19 @@ def enabled_optional_tables(config: Mapping) -> dict[str, tuple[str, str]]:
     return enabled
 
 
-def score_files(template: str, dataset: str, forget_set: str,
-                runs: Iterable[Mapping[str, str]]) -> tuple[list[str], list[dict[str, str]]]:
+def score_files(template: str, dataset: str, forget_set: str, runs: Iterable[Mapping[str, str]]) -> list[str]:
     """A file of each score (``template``: ``.../klom.npz`` with wildcards) of ``runs`` (``{method, run,
-    sample}``), and the ``{method, run}`` keys parallel to it."""
-    runs = list(runs)
-    paths = [template.format(dataset=dataset, method=r["method"], run=r["run"], forget_set=forget_set,
-                             sample=r["sample"]) for r in runs]
-    return paths, [{"method": r["method"], "run": r["run"]} for r in runs]
+    sample}``); each file names its own run (:mod:`unlearnbench.identity`)."""
+    return [template.format(dataset=dataset, method=r["method"], run=r["run"], forget_set=forget_set,
+                            sample=r["sample"]) for r in runs]
 
 
 def shard_files(template: str, dataset: str, forget_set: str, runs: Iterable[Mapping[str, str]],
-                shards: Callable[[str], Iterable[int]]) -> tuple[list[str], list[dict[str, str]]]:
-    """Unlearned-margin shards of ``runs`` (``{method, run, sample}``; ``shards(method)``: shard ids) and the
-    ``{method, run}`` keys parallel to them."""
-    paths, keys = [], []
-    for r in runs:
-        for shard in shards(r["method"]):
-            paths.append(template.format(dataset=dataset, method=r["method"], run=r["run"], forget_set=forget_set,
-                                         sample=r["sample"], shard=shard))
-            keys.append({"method": r["method"], "run": r["run"]})
-    return paths, keys
+                shards: Callable[[str], Iterable[int]]) -> list[str]:
+    """Unlearned-margin shards of ``runs`` (``{method, run, sample}``; ``shards(method)``: shard ids); each
+    file names its own run (:mod:`unlearnbench.identity`)."""
+    return [template.format(dataset=dataset, method=r["method"], run=r["run"], forget_set=forget_set,
+                            sample=r["sample"], shard=shard) for r in runs for shard in shards(r["method"])]
 
 
 def targets(forget_sets: Iterable[str], config: Mapping) -> list[str]:

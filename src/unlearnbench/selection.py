@@ -212,16 +212,14 @@ def _candidate_counts(table):
 # the selection job's document ------------------------------------------------------------------------
 
 
-def choose(stats: Sequence[str], keys: Sequence[Mapping[str, str]], rule: str) -> dict[str, dict]:
-    """Per method, the run chosen among its selection-sample scores: ``stats`` (one ``stats.csv`` per run),
-    ``keys`` alike (``{method, run}``)."""
+def choose(stats: Sequence[str], rule: str) -> dict[str, dict]:
+    """Per method, the run chosen among its selection-sample scores: ``stats`` (one ``stats.csv`` per run, each
+    naming its method and run: :mod:`unlearnbench.identity`)."""
     import pandas as pd
 
-    from .storage import load_table
+    from .identity import load_table
 
-    if len(stats) != len(keys):
-        raise ValueError(f"{len(stats)} score tables but {len(keys)} keys")
-    tables = [load_table(path).assign(method=str(key["method"]), run=str(key["run"])) for path, key in zip(stats, keys)]
+    tables = [load_table(path)[1] for path in stats]
     if not tables:
         return {}
     table = pd.concat(tables, ignore_index=True)

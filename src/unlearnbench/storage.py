@@ -278,11 +278,11 @@ def load_table(path: str | os.PathLike):
         raise ArtefactError(path, f"cannot read table ({type(err).__name__}: {err})") from err
 
 
-def stack_tables(paths: list[str], keys: list[dict], first: list[str], order: list[str]):
-    """Concatenate per-run tables, each tagged with its identifying ``keys``, in a stable order."""
+def stack_tables(tables: list, first: list[str], order: list[str]):
+    """Concatenate per-run tables (each with its identifying columns), ``first`` columns first, in a stable order."""
     import pandas as pd
 
-    table = pd.concat([load_table(path).assign(**key) for path, key in zip(paths, keys)], ignore_index=True)
+    table = pd.concat(tables, ignore_index=True)
     table = table[first + [c for c in table.columns if c not in first]]
     return table.sort_values(order, kind="stable")
 

@@ -7,6 +7,7 @@ from unlearnbench import fingerprint, layout, plan
 from unlearnbench.config import dataset_spec
 from unlearnbench.content_digests import DigestCache
 from unlearnbench.device import device_request, gpus_per_job
+from unlearnbench.identity import Identity
 from unlearnbench import report_plan, selection
 from unlearnbench.methods import lookup
 
@@ -82,6 +83,12 @@ def get_method_plugin(wildcards):
     config changes no other job's params."""
     plugins = config["plugins"]
     return {w: plugins[w] for w in [wildcards.method] if w in plugins}
+
+
+def get_identity(wildcards):
+    """What the job's artefact says it is (unlearnbench.identity): data set, model and the job's own
+    method, run, forget set and sample; summaries read it from the files."""
+    return Identity.of_job(DATASET, config["model"], dict(wildcards.items())).fields()
 
 
 def get_device(wildcards, resources):
@@ -289,18 +296,14 @@ def selects(method):
     return method in SELECTING
 
 
-def selection_keys(wildcards=None):
-    """{method, run} of every run chosen from (every grid point of a method that has a choice)."""
-    return [{"method": m, "run": run} for m in RUNS if selects(m) for run in RUNS[m]]
-
-
 def get_selection_stats(wildcards):
-    """Selection-sample scores of every run chosen from on a forget set (parallel to selection_keys())."""
+    """Selection-sample scores of every run chosen from on a forget set: every grid point of a method
+    that has a choice (each file names its run)."""
     return [
-        PATHS.scores(
-            "stats.csv", k["method"], k["run"], wildcards.forget_set, "selection"
-        )
-        for k in selection_keys()
+        PATHS.scores("stats.csv", m, run, wildcards.forget_set, "selection")
+        for m in RUNS
+        if selects(m)
+        for run in RUNS[m]
     ]
 
 
@@ -349,20 +352,6 @@ def get_selection_files(wildcards=None):
         [wildcards.forget_set] if hasattr(wildcards, "forget_set") else FORGET_SETS
     )
     return [PATHS.selected(fs) for fs in forget_sets]
-
-
-def get_summary_keys(wildcards):
-    return [
-        {
-            "dataset": DATASET,
-            "model": config["model"],
-            "forget_set": fs,
-            "method": m,
-            "run": r,
-            "sample": selection.parse_sample(sample)[0],
-        }
-        for m, r, fs, sample in scored_runs()
-    ]
 
 
 def get_fixed_selections(wildcards=None):
@@ -497,14 +486,6 @@ def get_ulira_seeds(w):
 
 def get_ulira_scores(wildcards=None):
     return [PATHS.ulira_scores(m, r) for m, runs in ULIRA_RUNS.items() for r in runs]
-
-
-def get_ulira_keys(wildcards):
-    return [
-        {"dataset": DATASET, "model": config["model"], "method": m, "run": r}
-        for m, runs in ULIRA_RUNS.items()
-        for r in runs
-    ]
 
 
 def unselected_scores():

@@ -140,6 +140,7 @@ rule score_ulira:
         n_targets=ULIRA["n_targets"] if ULIRA else None,
         seed=config["seed"],
         bootstrap=config["bootstrap"],
+        identity=get_identity,
         code=get_code("score_ulira.py"),
     script:
         "../scripts/score_ulira.py"
@@ -157,7 +158,6 @@ rule summarize_ulira:
     conda:
         "../../envs/unlearnbench.yaml"
     params:
-        run_keys=get_ulira_keys,
         code=get_code("summarize_ulira.py"),
     script:
         "../scripts/summarize_ulira.py"

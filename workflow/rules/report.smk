@@ -129,7 +129,7 @@ rule plot_group_bars:
 rule plot_klom_epochs:
     input:
         summary=layout.KLOM_SUMMARY,
-        scores=lambda w: klom_epochs_files(w)[0],
+        scores=klom_epochs_files,
         forget_set=FORGET_SET,
         selections=get_selection_files,
     output:
@@ -147,7 +147,6 @@ rule plot_klom_epochs:
         "../../envs/unlearnbench.yaml"
     params:
         stat=REPORT_STAT,
-        score_keys=lambda w: klom_epochs_files(w)[1],
         n_train=DATA.n_train,
         n_val=DATA.n_val,
         forget_set_id=lambda w: w.forget_set,
@@ -159,8 +158,8 @@ rule plot_klom_epochs:
 rule plot_margins:
     input:
         summary=layout.KLOM_SUMMARY,
-        scores=lambda w: margins_score_files(w)[0],
-        unlearned=lambda w: margins_shard_files(w)[0],
+        scores=margins_score_files,
+        unlearned=margins_shard_files,
         oracles=get_scored_oracle_margins,
         forget_set=FORGET_SET,
         selections=get_selection_files,
@@ -179,8 +178,6 @@ rule plot_margins:
         "../../envs/unlearnbench.yaml"
     params:
         stat=REPORT_STAT,
-        score_keys=lambda w: margins_score_files(w)[1],
-        unlearned_keys=lambda w: margins_shard_files(w)[1],
         n_train=DATA.n_train,
         n_val=DATA.n_val,
         n_points=REPORT_POINTS,

@@ -27,7 +27,7 @@ rule score_klom:
         n_train=DATA.n_train,
         n_val=DATA.n_val,
         cost_unit=DATA.n_train * config["train"]["epochs"],
-        label=lambda w: f"method {w.method}, run {w.run}, forget set {w.forget_set}",
+        identity=get_identity,
         code=get_code("score_klom.py"),
     script:
         "../scripts/score_klom.py"
@@ -49,7 +49,6 @@ rule summarize:
     conda:
         "../../envs/unlearnbench.yaml"
     params:
-        run_keys=get_summary_keys,
         fixed_selections=get_fixed_selections,
         rule=config["selection"]["rule"],
         methods=get_method_facts,

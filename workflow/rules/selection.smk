@@ -14,7 +14,6 @@ checkpoint select_run:
     conda:
         "../../envs/unlearnbench.yaml"
     params:
-        runs=selection_keys,
         rule=config["selection"]["rule"],
         forget_set_id=lambda w: w.forget_set,
         code=get_code("select_run.py"),

@@ -26,6 +26,7 @@ rule unlearn:
         plugins=get_method_plugin,
         device=get_device,
         models_per_batch=RES["models_per_batch"],
+        identity=get_identity,
         code=get_code("unlearn.py", per_method=True),
         compile=RES["compile"],
     script:

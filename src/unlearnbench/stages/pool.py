@@ -203,14 +203,17 @@ def _retrained(pool, data, retain: np.ndarray, seeds: list[int], recipe: dict, m
     margins, correct = stack_outputs(stack, inputs, labels)
     return {"margins": margins, "correct": correct, "model_index": pool.model_index}
 
-def score_ulira(runs: list[str], requests: str, scores: str, n_targets: int, seed: int, bootstrap: dict) -> None:
-    """U-LiRA accuracy per snapshot: mean and std over target runs, with a bootstrap interval."""
+def score_ulira(runs: list[str], requests: str, scores: str, n_targets: int, seed: int, bootstrap: dict,
+                identity: dict) -> None:
+    """U-LiRA accuracy per snapshot: mean and std over target runs, with a bootstrap interval; ``identity``
+    (:class:`unlearnbench.identity.Identity` fields: data set, model, method, run) is stored with them."""
     import pandas as pd
 
+    from ..identity import Identity, save_table
     from ..metrics.bootstrap import mean_ci
     from ..metrics.ulira import summarize_ulira as summarize_accuracy
     from ..metrics.ulira import ulira_accuracy
-    from ..storage import load_arrays, save_table
+    from ..storage import load_arrays
 
     parts = [load_arrays(p, ("margins", "forgotten", "trained", "epochs")) for p in runs]
     margins = np.concatenate([p["margins"] for p in parts], axis=1)
@@ -227,15 +230,17 @@ def score_ulira(runs: list[str], requests: str, scores: str, n_targets: int, see
         rows.append({"epoch": int(epoch), "accuracy_mean": stats["mean"], "accuracy_std": stats["std"],
                      "accuracy_low": low, "accuracy_high": high, "n_targets": stats["n_targets"],
                      "n_runs": len(forgotten)})
-    save_table(scores, pd.DataFrame(rows))
+    save_table(scores, Identity(**identity), pd.DataFrame(rows))
 
 
-def summarize_ulira(scores: list[str], csv: str, run_keys: list[dict]) -> None:
-    """One row per method, run and snapshot: U-LiRA accuracy mean, std and interval."""
+def summarize_ulira(scores: list[str], csv: str) -> None:
+    """One row per method, run and snapshot: U-LiRA accuracy mean, std and interval (each score file says
+    whose it is: :mod:`unlearnbench.identity`)."""
+    from ..identity import load_table
     from ..storage import save_table, stack_tables
 
     ids = ["dataset", "model", "method", "run", "epoch"]
-    save_table(csv, stack_tables(scores, run_keys, ids, ids))
+    save_table(csv, stack_tables([load_table(path)[1] for path in scores], ids, ids))
 
 
 def _load_pool(paths: list[str], keep_logits: bool = False) -> dict[str, np.ndarray]:

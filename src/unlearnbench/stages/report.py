@@ -52,20 +52,20 @@ def plot_group_bars(summary: str, figure: str, stat: str) -> None:
 
 
 def plot_klom_epochs(summary: str, scores: list[str], forget_set: str, selections: list[str], figure: str, stat: str,
-                     score_keys: list[dict], n_train: int, n_val: int, forget_set_id: str) -> None:
+                     n_train: int, n_val: int, forget_set_id: str) -> None:
     """KLOM over snapshot epochs of each method's chosen grid point (``scores``: its klom.npz on the sample
-    it was chosen on, ``score_keys`` alike: ``{method, run}``), with the reported values. ``selections`` (the
+    it was chosen on, each naming its method and run), with the reported values. ``selections`` (the
     checkpoints' choices, already in ``summary``) only order this job after them."""
+    from ..identity import by_run, load_arrays
     from ..plots import GROUPS, klom_epochs_figure
-    from ..storage import load_arrays
     from ..summary_md import forget_set_title, selection_rule
 
     table = _load_summary(summary)
-    index = _index(scores, score_keys)
+    index = by_run(scores)
     curves = []
     rows = _headline(table, forget_set_id, stat)
     for _, row in rows.iterrows():
-        data = load_arrays(index[(row["method"], row["run"])][0], ("klom", "epochs"))
+        _, data = load_arrays(index[(row["method"], row["run"])][0], ("klom", "epochs"))
         reported = {g: float(row[f"{g}_{stat}"]) for g in GROUPS}
         curves.append({"method": row["method"], "run": row["run"], "role": row["role"], "chosen": int(row["epoch"]),
                        "reported": reported, **data})
@@ -77,19 +77,19 @@ def plot_klom_epochs(summary: str, scores: list[str], forget_set: str, selection
 
 
 def plot_margins(summary: str, scores: list[str], unlearned: list[str], oracles: list[str], forget_set: str,
-                 selections: list[str], figure: str, stat: str, score_keys: list[dict], unlearned_keys: list[dict],
-                 n_train: int, n_val: int, n_points: int, reference: str, clip: Sequence[float] | None,
-                 forget_set_id: str) -> None:
+                 selections: list[str], figure: str, stat: str, n_train: int, n_val: int, n_points: int,
+                 reference: str, clip: Sequence[float] | None, forget_set_id: str) -> None:
     """Histograms of unlearned (each method's reported run, on the report sample, at its snapshot) vs scored
     oracle margins on the ``n_points`` forget points with the highest KLOM under ``reference`` (else the first
-    method). ``scores`` / ``unlearned``: the reported runs' klom.npz and unlearned shards, keys alike."""
+    method). ``scores`` / ``unlearned``: the reported runs' klom.npz and unlearned shards, each naming its run."""
+    from ..identity import by_run
     from ..plots import margins_figure, worst_points
     from ..storage import MARGINS_REQUIRED, load_arrays
     from ..summary_md import forget_set_title
 
     rows = _headline(_load_summary(summary), forget_set_id, stat)
     oracle = np.concatenate([load_arrays(p, MARGINS_REQUIRED)["margins"] for p in oracles], axis=0)
-    panels = _margin_panels(rows, _index(scores, score_keys), _index(unlearned, unlearned_keys))
+    panels = _margin_panels(rows, by_run(scores), by_run(unlearned))
     masks = _masks(forget_set, n_train, n_val)
     ref = next((p for p in panels if p["method"] == reference), panels[0] if panels else None)
     points = worst_points(ref["klom"], masks["forget"], n_points) if ref is not None else np.zeros(0, int)
@@ -145,13 +145,3 @@ def _masks(forget_set: str, n_train: int, n_val: int) -> dict[str, np.ndarray]:
     from ..storage import load_npy
 
     return group_masks(load_npy(forget_set), n_train, n_val)
-
-
-def _index(paths: Sequence[str], keys: Sequence[Mapping]) -> dict[tuple[str, str], list[str]]:
-    """(method, run) -> paths, from parallel lists of paths and ``{method, run}`` keys."""
-    if len(paths) != len(keys):
-        raise ValueError(f"{len(paths)} paths but {len(keys)} keys")
-    index: dict[tuple[str, str], list[str]] = {}
-    for path, key in zip(paths, keys):
-        index.setdefault((str(key["method"]), str(key["run"])), []).append(path)
-    return index

@@ -11,16 +11,19 @@ log = logging.getLogger(__name__)
 
 def score_klom(unlearned: list[str], oracles: list[str], forget_set: str, scores: str, stats: str, epsilon: str,
                klom_options: dict, bootstrap: dict | None, epsilon_options: dict | None, n_train: int, n_val: int,
-               cost_unit: int, label: str = "") -> None:
+               cost_unit: int, identity: dict) -> None:
     """Per-point KLOM of the ``unlearned`` shards vs the scored ``oracles`` at each snapshot (``scores``),
     per-group statistics with bootstrap intervals over model draws and argmax accuracies (``stats``), and the
     NeurIPS'23 challenge ε of the forget points (``epsilon``): :func:`unlearnbench.scoring.score_snapshots`.
-    ``label`` names the run in the log."""
+    ``identity`` (:class:`unlearnbench.identity.Identity` fields: data set, model, forget set, method, run,
+    sample) is stored in all three, and names the run in the log."""
     import pandas as pd
 
+    from .. import identity as identified
     from ..scoring import EPSILON_COLUMNS, score_snapshots
-    from ..storage import MARGINS_REQUIRED, load_arrays, load_npy, save_arrays, save_table
+    from ..storage import MARGINS_REQUIRED, load_arrays, load_npy
 
+    who = identified.Identity(**identity)
     run = _load_unlearned(unlearned)
     oracle_parts = [load_arrays(p, MARGINS_REQUIRED) for p in oracles]
     oracle = np.concatenate([p["margins"] for p in oracle_parts], axis=0)
@@ -31,14 +34,14 @@ def score_klom(unlearned: list[str], oracles: list[str], forget_set: str, scores
                          f"the data set has {n_train} train + {n_val} val")
     log.info("scoring %s: %d unlearned models (%d shard(s)) x %d snapshot(s) vs %d oracles (%d shard(s)), "
              "%d points (%d train, %d val), forget set %s of %d points, KLOM %s",
-             label or "a run", run.margins.shape[1], len(unlearned), len(run.epochs), oracle.shape[0],
+             who.describe(), run.margins.shape[1], len(unlearned), len(run.epochs), oracle.shape[0],
              len(oracle_parts), run.margins.shape[-1], n_train, n_val, forget_set, len(forget),
              klom_options["direction"])
     scored = score_snapshots(run, oracle, forget, n_train, klom_options, bootstrap or {"n_resamples": 0, "alpha": 0.05},
                              epsilon_options, cost_unit, oracle_correct)
-    save_arrays(scores, klom=scored.klom, epochs=run.epochs, direction=np.str_(scored.direction))
-    save_table(stats, pd.DataFrame(scored.stats))
-    save_table(epsilon, pd.DataFrame(scored.epsilon, columns=["epoch", *EPSILON_COLUMNS]))
+    identified.save_arrays(scores, who, klom=scored.klom, epochs=run.epochs, direction=np.str_(scored.direction))
+    identified.save_table(stats, who, pd.DataFrame(scored.stats))
+    identified.save_table(epsilon, who, pd.DataFrame(scored.epsilon, columns=["epoch", *EPSILON_COLUMNS]))
 
 
 def _load_unlearned(paths: list[str]):
@@ -72,24 +75,35 @@ def _stored_correctness(parts: list[dict], paths: list[str], axis: int) -> np.nd
 
 
 def summarize(stats: list[str], epsilon: list[str], selections: list[str], csv: str, parquet: str,
-              epsilon_summary: str, run_keys: list[dict], fixed_selections: list[dict], rule: str, methods: dict,
+              epsilon_summary: str, fixed_selections: list[dict], rule: str, methods: dict,
               descriptions: dict) -> None:
     """The KLOM summary (``csv``, ``parquet``) and the ε summary, one row per run, sample, snapshot (and group).
 
-    ``run_keys`` tag each score with its dataset, model, forget set, method, run and ``sample`` (``selection`` or
-    ``report``). ``selections`` (JSON of the ``select_run`` checkpoints) and ``fixed_selections`` (methods with
-    one candidate) name each method's reported run; ``methods``: per method its ``role`` and ``pool_cost``;
-    ``descriptions``: per forget set its description. See :func:`unlearnbench.selection.annotate` for the
-    columns added.
+    Each score file says whose it is (:mod:`unlearnbench.identity`: data set, model, forget set, method, run and
+    sample; the summary shows the sample's kind, ``selection`` or ``report``). ``selections`` (JSON of the
+    ``select_run`` checkpoints) and ``fixed_selections`` (methods with one candidate) name each method's reported
+    run; ``methods``: per method its ``role`` and ``pool_cost``; ``descriptions``: per forget set its description.
+    See :func:`unlearnbench.selection.annotate` for the columns added.
     """
     from ..selection import annotate, read_selection
-    from ..storage import save_table, stack_tables
+    from ..storage import save_table
 
     ids = ["dataset", "model", "forget_set", "method", "run", "sample", "epoch"]
-    keys = [{"sample": "report", **key} for key in run_keys]  # scores without a sample were reported directly
-    table = stack_tables(stats, keys, ids + ["group", "n_points", "n_models"], ids + ["group"])
+    table = _stack_scores(stats, ids + ["group", "n_points", "n_models"], ids + ["group"])
     chosen = [c for path in selections for c in read_selection(path)] + list(fixed_selections)
     table = annotate(table, chosen, rule, methods or {}, descriptions or {})
     save_table(csv, table)
     save_table(parquet, table)
-    save_table(epsilon_summary, stack_tables(epsilon, keys, ids, ids))
+    save_table(epsilon_summary, _stack_scores(epsilon, ids, ids))
+
+
+def _stack_scores(paths: list[str], first: list[str], order: list[str]):
+    """The score tables of ``paths``, stacked (:func:`unlearnbench.storage.stack_tables`), each row's sample as
+    its kind (``selection`` / ``report``: the report sample's epoch is the row's own)."""
+    from ..identity import load_table
+    from ..selection import parse_sample
+    from ..storage import stack_tables
+
+    tables = [load_table(path)[1] for path in paths]
+    return stack_tables([t.assign(sample=t["sample"].map(lambda s: parse_sample(s)[0])) for t in tables],
+                        first, order)

@@ -7,13 +7,13 @@ import logging
 log = logging.getLogger(__name__)
 
 
-def select_run(stats: list[str], selection: str, runs: list[dict], rule: str, forget_set_id: str) -> None:
+def select_run(stats: list[str], selection: str, rule: str, forget_set_id: str) -> None:
     """Every method's chosen run on forget set ``forget_set_id`` (``stats``: one ``stats.csv`` per candidate run,
-    ``runs`` alike: ``{method, run}``), as the JSON document ``selection``."""
+    each naming its method and run), as the JSON document ``selection``."""
     from ..selection import choose, selection_json
     from ..storage import write_text
 
-    chosen = choose(stats, runs, rule)
+    chosen = choose(stats, rule)
     for method, c in chosen.items():
         log.info("%s on forget set %s: run %s, epoch %d (%s %.4g on the selection sample, of %d candidates)",
                  method, forget_set_id, c["run"], c["epoch"], rule, c["selection_value"], c["n_candidates"])

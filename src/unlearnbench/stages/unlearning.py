@@ -16,14 +16,16 @@ EFFECT_ARRAYS = ("margin_effect", "logit_effect")  # datamodel_effect's artefact
 
 
 def unlearn(margins: str, method: str, hyperparameters: dict, epochs: list[int], seeds: list[int] | None,
-            plugins: dict, device: str, models_per_batch: int | None, compile: bool, threads: int = 1,
+            plugins: dict, device: str, models_per_batch: int | None, compile: bool, identity: dict, threads: int = 1,
             weights: str | None = None, splits: str | None = None, forget_set: str | None = None,
             base_margins: str | None = None, holdout_margins: str | None = None,
             datamodel_effect: str | None = None, matching_oracles: list[str] | None = None) -> None:
     """``margins``: the unlearned models' margins at each snapshot epoch in ``epochs`` (see
-    :func:`unlearnbench.unlearning.unlearn_stack`)."""
+    :func:`unlearnbench.unlearning.unlearn_stack`), with their ``identity`` (:class:`unlearnbench.identity.Identity`
+    fields: data set, model, forget set, method, run, sample)."""
+    from .. import identity as identified
     from ..methods import load_build, lookup
-    from ..storage import MARGINS_REQUIRED, load_arrays, save_arrays
+    from ..storage import MARGINS_REQUIRED, load_arrays
     from ..unlearning import margins_method
 
     entry = lookup(method, plugins)
@@ -41,7 +43,7 @@ def unlearn(margins: str, method: str, hyperparameters: dict, epochs: list[int],
                                  matching_oracles, targets, threads, device, models_per_batch, compile)
         log.info("%s %s: %d models, %d snapshots in %.1f s", method, hyperparameters, len(result["model_index"]),
                  len(result["epochs"]), seconds)
-    save_arrays(margins, **result)
+    identified.save_arrays(margins, identified.Identity(**identity), **result)
 
 
 def _unlearn_models(kind, build, hyperparameters, epochs, weights, splits, forget_set, seeds, matching_oracles,
