@@ -196,6 +196,15 @@ def test_every_rule_calls_one_stage_function_named_like_it_with_its_names(rule_f
         assert keys == taken, f"rule {rule} names {sorted(keys - taken)}, {function} takes {sorted(taken - keys)}"
 
 
+def test_collecting_rules_read_identities_from_their_inputs_not_from_parallel_keys():
+    """Scores and unlearned shards name their own run (unlearnbench.identity): the jobs that write them get their
+    identity; the summaries, select_run and the figures get files only, no list of keys parallel to them."""
+    params = {rule: section_keys(body, "params")[0] for _, _, rule, body in all_rules()}
+    parallel = {rule: names for rule, names in params.items() if any(n.endswith("_keys") or n == "runs" for n in names)}
+    assert not parallel, parallel
+    assert {rule for rule, names in params.items() if "identity" in names} == {"unlearn", "score_klom", "score_ulira"}
+
+
 def test_the_stage_package_mirrors_the_rule_files():
     rule_files = {PYTHON_NAMES.get(p.stem, p.stem) for p in RULES.glob("*.smk")} - {"common"}
     modules = {p.stem for p in STAGES.glob("*.py")} - {"__init__"}

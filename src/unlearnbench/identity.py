@@ -95,7 +95,7 @@ def load_table(path: str | os.PathLike):
     return Identity(**values), table
 
 
-def save_arrays(path: str | os.PathLike, identity: Identity, **arrays: np.ndarray) -> None:
+def save_arrays(path: str | os.PathLike, identity: Identity, /, **arrays: np.ndarray) -> None:
     """Named arrays and ``identity`` (the array ``identity``: ``[field, value]`` rows, unicode) as ``.npz``."""
     if ARRAY in arrays:
         raise ValueError(f"'{ARRAY}' is reserved for the artefact's identity")
