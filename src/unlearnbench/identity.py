@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -55,7 +56,7 @@ class Identity:
     def of_job(cls, dataset: str, model: str, wildcards: Mapping[str, str]) -> Identity:
         """The identity of what a job writes: the run's data set and model, and the job's own wildcards
         among :data:`FIELDS` (others, such as ``shard``, are left out)."""
-        return cls(dataset=dataset, model=model, **{k: v for k, v in wildcards.items() if k in FIELDS})
+        return cls(**{k: v for k, v in wildcards.items() if k in FIELDS} | {"dataset": dataset, "model": model})
 
     def describe(self) -> str:
         """``method m, run r, forget set f`` (what a log line names)."""
@@ -116,7 +117,7 @@ def read_identity(path: str | os.PathLike) -> Identity:
     try:
         with np.load(path, allow_pickle=False) as npz:
             rows = npz[ARRAY] if ARRAY in npz.files else None
-    except (ValueError, OSError, EOFError) as err:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
         raise storage.ArtefactError(path, f"cannot read arrays ({type(err).__name__}: {err})") from err
     return _identity(path, rows)
 
