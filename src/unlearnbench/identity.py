@@ -1,5 +1,5 @@
 """Artefacts that say what they are: a result's identity (data set, model, forget set, method, run, sample) is
-stored inside the file, as :class:`~unlearnbench.data.Splits` and :class:`~unlearnbench.stack.ModelStack` carry
+stored inside the file, as :class:`~unlearnbench.data.splits.Splits` and :class:`~unlearnbench.stack.ModelStack` carry
 theirs. A job that collects results (the summaries, the figures) reads who each file belongs to from the file,
 so no rule passes a list of keys kept parallel to its list of inputs.
 
@@ -66,14 +66,11 @@ class Identity:
 
 def save_table(path: str | os.PathLike, identity: Identity, frame) -> None:
     """``frame`` with ``identity`` as its leading columns, as CSV or Parquet (by suffix)."""
-    clash = [c for c in identity.fields() if c in frame.columns]
+    columns = identity.fields()
+    clash = [c for c in columns if c in frame.columns]
     if clash:
         raise ValueError(f"the table already has identity columns {clash}")
-    columns = identity.fields()
-    frame = frame.copy()
-    for position, (name, value) in enumerate(columns.items()):
-        frame.insert(position, name, value)
-    storage.save_table(path, frame)
+    storage.save_table(path, frame.assign(**columns)[[*columns, *frame.columns]])
 
 
 def load_table(path: str | os.PathLike):
