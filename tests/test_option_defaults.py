@@ -2,8 +2,8 @@
 
 The config's defaults are the schema's (workflow/schemas/config.schema.yaml), which the workflow fills in; the library
 (function signatures, option classes) and the command line have their own, for callers without a config. Each
-group has one source in the library (``KlomOptions``, ``metrics.epsilon.DELTA`` / ``EPSILON_CAP``, the bootstrap's
-``alpha``); this test fails as soon as any other copy drifts from it."""
+group has one source in the library (``KlomOptions``, ``metrics.epsilon.DELTA`` / ``EPSILON_CAP``,
+``metrics.bootstrap.N_RESAMPLES`` / ``ALPHA``); this test fails as soon as any other copy drifts from it."""
 
 import dataclasses
 import inspect
@@ -48,8 +48,19 @@ def test_epsilon_defaults_have_one_value():
     assert {"delta": args.epsilon_delta, "cap": args.epsilon_cap} == config
 
 
+def test_bootstrap_resamples_have_one_value():
+    resamples = schema_defaults("bootstrap")["n_resamples"]
+    copies = [defaults(f)["n_resamples"] for f in (bootstrap.bootstrap_ci, bootstrap.mean_ci,
+                                                    bootstrap.klom_percentile_ci)]
+    assert copies + [resamples] == [bootstrap.N_RESAMPLES] * 4
+    # the scorer's and the command line's 0 is a switch (no interval unless asked), not a count
+    assert defaults(score_margins)["bootstrap"] == 0 == parsed(
+        "score", "--unlearned", "u.npy", "--oracle", "o.npy", "--forget", "f.npy", "--n-train", "3").bootstrap
+
+
 def test_bootstrap_alpha_has_one_value():
     alpha = schema_defaults("bootstrap")["alpha"]
+    assert alpha == bootstrap.ALPHA
     copies = [defaults(f)["alpha"] for f in (score_margins, bootstrap.bootstrap_ci, bootstrap.mean_ci,
                                               bootstrap.klom_percentile_ci)]
     args = parsed("score", "--unlearned", "u.npy", "--oracle", "o.npy", "--forget", "f.npy", "--n-train", "3")

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .metrics import epsilon as eps_metric
-from .metrics.bootstrap import klom_percentile_ci
+from .metrics.bootstrap import ALPHA, klom_percentile_ci
 from .metrics.groups import group_masks, group_stats
 from .metrics.klom import klom as klom_per_point
 from .metrics.klom import saturation
@@ -96,7 +96,7 @@ def score_margins(
     klom: KlomOptions = KlomOptions(),
     percentiles: Sequence[float] = (95, 99),
     bootstrap: int = 0,
-    alpha: float = 0.05,
+    alpha: float = ALPHA,
     seed: int = 0,
     epsilon: dict | None = None,
     correct_unlearned: np.ndarray | None = None,

@@ -21,7 +21,13 @@ import numpy as np
 
 from .klom import klom
 
-__all__ = ["bootstrap_ci", "klom_percentile_ci", "mean_ci", "percentile_interval"]
+__all__ = ["ALPHA", "N_RESAMPLES", "bootstrap_ci", "klom_percentile_ci", "mean_ci", "percentile_interval"]
+
+# The defaults, one value each: the config schema's bootstrap.n_resamples / alpha are checked against them
+# (tests/test_option_defaults.py). The library's used to differ (200 for KLOM, 1,000 for means); the pipeline
+# always passes its config's value, so only direct callers that left n_resamples out see the change.
+N_RESAMPLES = 100
+ALPHA = 0.05
 
 # Margins per batch of KLOM resamples (both samples, all points of the batch): ~64 MB of float64 scratch.
 _KLOM_BATCH_ELEMENTS = 1 << 23
@@ -43,8 +49,8 @@ def percentile_interval(stats: np.ndarray, alpha: float) -> tuple[float, float]:
 
 def bootstrap_ci(
     sample_fn: Callable[[np.random.Generator], float],
-    n_resamples: int,
-    alpha: float = 0.05,
+    n_resamples: int = N_RESAMPLES,
+    alpha: float = ALPHA,
     seed: int = 0,
 ) -> tuple[float, float]:
     """Generic percentile bootstrap: ``sample_fn(rng)`` draws one resample and returns its statistic.
@@ -59,7 +65,9 @@ def bootstrap_ci(
     return percentile_interval(stats, alpha)
 
 
-def mean_ci(values: np.ndarray, n_resamples: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+def mean_ci(
+    values: np.ndarray, n_resamples: int = N_RESAMPLES, alpha: float = ALPHA, seed: int = 0
+) -> tuple[float, float]:
     """Percentile-bootstrap interval of the mean of ``values`` (e.g. U-LiRA accuracies over targets).
 
     NaN values (targets that could not be scored) are dropped first.  All resample indices are drawn at once:
@@ -80,8 +88,8 @@ def klom_percentile_ci(
     oracle: np.ndarray,
     points_mask: np.ndarray,
     q: float = 95,
-    n_resamples: int = 200,
-    alpha: float = 0.05,
+    n_resamples: int = N_RESAMPLES,
+    alpha: float = ALPHA,
     seed: int = 0,
     bias_correct: bool = False,
     **klom_options,
