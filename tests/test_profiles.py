@@ -35,11 +35,12 @@ def clone(tmp_path) -> Path:
 
 
 def job_resources(output: str) -> list[tuple[str, dict[str, str]]]:
-    """(rule, resources) of every job block a dry run prints."""
+    """(rule, resources) of every job block a dry run prints, local rules (run where snakemake runs,
+    never submitted) left out."""
     jobs, rule = [], None
     for line in output.splitlines():
-        if match := re.match(r"\s*(?:local)?rule (\w+):", line):
-            rule = match.group(1)
+        if match := re.match(r"\s*(local)?rule (\w+):", line):
+            rule = None if match.group(1) else match.group(2)
         elif rule and (match := re.match(r"\s*resources: (.*)", line)):
             jobs.append((rule, dict(item.split("=", 1) for item in match.group(1).split(", "))))
             rule = None
@@ -47,7 +48,7 @@ def job_resources(output: str) -> list[tuple[str, dict[str, str]]]:
 
 
 def resources_by_rule(proc) -> list[tuple[str, dict[str, str]]]:
-    jobs = [(rule, resources) for rule, resources in job_resources(proc.stdout + proc.stderr) if rule != "all"]
+    jobs = job_resources(proc.stdout + proc.stderr)
     assert jobs, proc.stdout[-3000:]
     return jobs
 
@@ -97,11 +98,17 @@ def test_a_site_profile_composes_with_the_workflow_profile(clone, tmp_path):
             assert int(resources.get("gpu", 0)) == (rule in GPU_RULES and "slurm" in profiles), rule
 
 
-def test_every_rule_has_its_needs_in_the_workflow_profile():
-    rules = set()
+def rule_bodies() -> dict[str, str]:
+    """Each rule's (and checkpoint's) text in workflow/rules/, by name."""
+    bodies = {}
     for path in (REPO / "workflow" / "rules").glob("*.smk"):
         blocks = re.split(r"^\s*(?:rule|checkpoint) (\w+):", path.read_text(), flags=re.M)[1:]
-        rules |= {rule for rule, body in zip(blocks[::2], blocks[1::2]) if "localrule: True" not in body}
+        bodies.update(zip(blocks[::2], blocks[1::2]))
+    return bodies
+
+
+def test_every_rule_has_its_needs_in_the_workflow_profile():
+    rules = {rule for rule, body in rule_bodies().items() if "localrule: True" not in body}
     needs = per_rule_needs()
     assert set(needs) == rules
     assert all(set(entry) == {"runtime", "mem_mb"} for entry in needs.values())
@@ -130,3 +137,25 @@ def test_the_readme_gives_the_literal_commands():
     readme = (REPO / "README.md").read_text()
     for command in ("snakemake --profile slurm", "snakemake --profile local", "snakemake --cores 8 --resources gpu=4"):
         assert command in readme
+
+
+def test_no_job_downstream_of_a_checkpoint_runs_in_a_group(clone):
+    """Snakemake can end a run with group jobs that read a checkpoint never started, and exits 0 under
+    --keep-going (snakemake issue #823; a CI run of test_slurm.py ended so, without results/klom_summary.csv).
+    The rules downstream of the select_run checkpoints run on the submit host, in no group job."""
+    proc = snakemake(clone, "-n", "--rulegraph", "--configfile", TINY_CONFIG, env=NO_GPU)
+    names = dict(re.findall(r'^\s*(\d+)\[label = "(\w+)"', proc.stdout, flags=re.M))
+    edges = [(names[a], names[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)", proc.stdout, flags=re.M)]
+    bodies = rule_bodies()
+    checkpoints = {name for path in (REPO / "workflow" / "rules").glob("*.smk")
+                   for name in re.findall(r"^checkpoint (\w+):", path.read_text(), flags=re.M)}
+    assert checkpoints == {"select_run"}
+    downstream, frontier = set(), checkpoints
+    while frontier:
+        frontier = {b for a, b in edges if a in frontier} - downstream
+        downstream |= frontier
+    downstream.discard("all")  # the Snakefile's target rule, local by itself
+    assert {"summarize", "plot_klom_epochs", "plot_margins", "report_tables"} <= downstream
+    for rule in sorted(downstream):
+        assert "group:" not in bodies[rule], f"rule {rule} reads a checkpoint's results and is in a group"
+        assert "localrule: True" in bodies[rule], f"rule {rule} (report stage) should run on the submit host"

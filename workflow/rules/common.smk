@@ -462,6 +462,16 @@ def stop_warm_process():
     os.environ.pop(warm.ENV, None)
 
 
+def fail_if_jobs_left(dag):
+    """Fail a run that Snakemake ended with jobs never run (unlearnbench.run_guard)."""
+    from snakemake.exceptions import WorkflowError
+    from unlearnbench.run_guard import jobs_left, stalled_message
+
+    left = jobs_left(dag)
+    if left:
+        raise WorkflowError(stalled_message(left))
+
+
 def made_the_summary(dag):
     """Whether this run's DAG holds the summary (made or found up to date for *this* config): a run of
     other targets, maybe of another config, must not print a summary it did not check.

@@ -153,8 +153,7 @@ rule summarize_ulira:
         csv=layout.ULIRA_SUMMARY,
     log:
         PATHS.log("summarize_ulira", layout.ULIRA_SUMMARY),
-    group:
-        "report"
+    localrule: True
     conda:
         "../../envs/unlearnbench.yaml"
     params:

@@ -3,6 +3,10 @@
 # The library does the work (unlearnbench.plots, .summary_md; paths in .layout); scripts unpack.
 # The figures follow the table: each method's run chosen on the selection sample, reported on the
 # report sample (the select_run checkpoints say which).
+# Every rule of the report stage (and summarize, summarize_ulira) is a localrule: on a cluster it runs
+# where snakemake runs, without a queue wait, and in no group job. Three of them read the select_run
+# checkpoints, and a group job holding checkpoint readers can leave a run stalled with jobs never
+# started (snakemake issue #823, which --keep-going turns into exit 0: see the Snakefile's onsuccess).
 
 from unlearnbench import report_plan
 from unlearnbench.methods import with_role
@@ -41,8 +45,7 @@ rule report_tables:
         ),
     log:
         PATHS.log("report_tables", layout.SUMMARY_MD),
-    group:
-        "report"
+    localrule: True
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -67,8 +70,7 @@ rule report_extra_table:
         PATHS.log("report_extra_table", layout.extra_table_html()),
     wildcard_constraints:
         table="|".join(report_plan.OPTIONAL_TABLES),
-    group:
-        "report"
+    localrule: True
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -90,8 +92,7 @@ rule plot_tradeoff:
         ),
     log:
         PATHS.log("plot_tradeoff", layout.figure("tradeoff", "{forget_set}")),
-    group:
-        "report"
+    localrule: True
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -115,8 +116,7 @@ rule plot_group_bars:
         ),
     log:
         PATHS.log("plot_group_bars", layout.figure("p95_bars")),
-    group:
-        "report"
+    localrule: True
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -141,8 +141,7 @@ rule plot_klom_epochs:
         ),
     log:
         PATHS.log("plot_klom_epochs", layout.figure("klom_epochs", "{forget_set}")),
-    group:
-        "report"
+    localrule: True
     conda:
         "../../envs/unlearnbench.yaml"
     params:
@@ -172,8 +171,7 @@ rule plot_margins:
         ),
     log:
         PATHS.log("plot_margins", layout.figure("margins", "{forget_set}")),
-    group:
-        "report"
+    localrule: True
     conda:
         "../../envs/unlearnbench.yaml"
     params:

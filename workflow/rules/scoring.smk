@@ -44,8 +44,7 @@ rule summarize:
         epsilon_summary=layout.EPSILON_SUMMARY,
     log:
         PATHS.log("summarize", layout.KLOM_SUMMARY),
-    group:
-        "report"
+    localrule: True
     conda:
         "../../envs/unlearnbench.yaml"
     params:
