@@ -1,7 +1,6 @@
 """The registries drive everything about a method, data set or model: config checks, tables, figures and U-LiRA
-ask an entry (its role, needs, U-LiRA mode, build signature), never a name; docs tables are checked against them."""
+ask an entry (its role, needs, U-LiRA mode, build signature), never a name; the docs list every name."""
 
-import ast
 import copy
 import re
 from pathlib import Path
@@ -13,7 +12,7 @@ import yaml
 from unlearnbench import methods, plots, summary_md
 from unlearnbench.config import ConfigError, load_schema, validate
 from unlearnbench.data import DATASETS, DatasetSpec
-from unlearnbench.method_schema import REQUIRED, SGD_KEYS, SNAPSHOT_KEY, hyperparameters, method_schema
+from unlearnbench.method_schema import SGD_KEYS, method_schema
 from unlearnbench.methods import METHODS, Registered
 from unlearnbench.models import MODELS, ModelSpec
 from unlearnbench.plan_size import scores_holdout_oracles
@@ -167,7 +166,7 @@ def test_the_loaded_schema_is_each_build_signature():
     assert set(SGD_KEYS) <= set(schema["salun"]["properties"])
 
 
-# --- docs tables checked against the registries ------------------------------------------------------------------
+# --- the docs list every registered name (the methods tables are generated: test_method_docs.py) ---------------
 
 def _table_rows(text: str, heading: str) -> list[str]:
     section = text.split(heading, 1)[1]
@@ -180,61 +179,8 @@ def _table_rows(text: str, heading: str) -> list[str]:
     return [row for row in rows if not row.startswith("|---")]
 
 
-def _literal(text: str):
-    try:
-        return ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError):
-        return None
-
-
-def doc_mismatches(text: str) -> list[str]:
-    """What config/README.md's hyperparameter table gets wrong about the registered methods."""
-    problems, seen = [], set()
-    for row in _table_rows(text, "| method | hyperparameters (defaults) |"):
-        first, rest = row.split("|")[1:3]
-        names = re.findall(r"`(\w+)`", first)
-        seen.update(names)
-        for name in names:
-            if name not in METHODS:
-                problems.append(f"{name}: not a registered method")
-                continue
-            params, takes_sgd = hyperparameters(METHODS[name].target)
-            defaults = {p.name: p.default for p in params}
-            for key, inside in re.findall(r"`(\w+)` \(([^)]*)\)", rest):
-                if key == SNAPSHOT_KEY:
-                    continue
-                if key not in defaults:
-                    if not (takes_sgd and key in SGD_KEYS):
-                        problems.append(f"{name}.{key}: not in its build signature")
-                    continue
-                said = re.split(r"[,;]", inside)[0].strip()
-                if said == "required":
-                    if defaults[key] is not REQUIRED:
-                        problems.append(f"{name}.{key}: documented required, defaults to {defaults[key]!r}")
-                elif (value := _literal(said)) is not None and value != defaults[key]:
-                    problems.append(f"{name}.{key}: documented {said}, defaults to {defaults[key]!r}")
-    problems += [f"{name}: missing from the table" for name in METHODS if name not in seen]
-    return problems
-
-
-def test_the_hyperparameter_table_agrees_with_the_build_signatures():
-    assert doc_mismatches((REPO / "config/README.md").read_text()) == []
-
-
-def test_the_hyperparameter_table_check_catches_drift():
-    text = (REPO / "config/README.md").read_text()
-    assert doc_mismatches(text.replace("`gamma` (0.99)", "`gamma` (0.9)")) == [
-        "scrub.gamma: documented 0.9, defaults to 0.99"]
-    assert doc_mismatches(text.replace("`beta` (required", "`beta` (0.5")) == [
-        f"neggrad_plus.beta: documented 0.5, defaults to {REQUIRED!r}"]
-    assert doc_mismatches(text.replace("`k` (1)", "`k` (required)", 1)) == [
-        "cf_k.k: documented required, defaults to 1"]
-    assert doc_mismatches(text.replace("| `ssd` |", "| `ssd_old` |")) == [
-        "ssd_old: not a registered method", "ssd: missing from the table"]
-
-
 def test_the_readme_lists_every_method_data_set_and_model():
-    methods_table = "\n".join(_table_rows((REPO / "README.md").read_text(), "| name | what it does |"))
+    methods_table = "\n".join(_table_rows((REPO / "README.md").read_text(), "| name | role | what it does |"))
     assert [m for m in METHODS if f"`{m}`" not in methods_table] == []
     config_readme = (REPO / "config/README.md").read_text()
     rows = {row.split("|")[1].strip(): row for row in _table_rows(config_readme, "| key | default | meaning |")}

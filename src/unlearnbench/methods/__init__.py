@@ -19,9 +19,10 @@ Everything about a method is read from its entry, never from its name: which inp
 Its config keys, their defaults and which are required are its ``build`` signature
 (:mod:`unlearnbench.method_schema` makes the config schema of every entry from it).
 
-Add a built-in method with one module and one line in :data:`METHODS` (and its rows in the docs tables,
-which a test checks); or, without touching the package, name ``module:function`` under the config's
-``plugins`` (a finetune ``build``; see README). This module imports no torch: the workflow reads the
+Add a built-in method with one module and one line in :data:`METHODS`, then run
+``python -m unlearnbench.method_docs`` (the docs tables are generated from the registry); or, without
+touching the package, name ``module:function`` under the config's ``plugins`` (a finetune ``build``; see
+README). This module imports no torch: the workflow reads the
 registry at every parse.
 """
 

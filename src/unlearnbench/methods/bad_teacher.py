@@ -21,6 +21,9 @@ from .hyperparameters import Fraction, Positive
 
 def build(ctx, lr: float = 1e-4, retain_fraction: Fraction = 0.3, batch_size: int = 256, temperature: Positive = 1.0,
           weight_decay: float = 0.0):
+    """Adam: distil from the original on a fresh ``retain_fraction`` of the retain set and from a random-init
+    teacher (seeded per model) on forget points.
+    """
     is_forget = torch.zeros(len(ctx.seeds), len(ctx.labels), dtype=torch.bool, device=ctx.labels.device)
     is_forget[torch.arange(len(ctx.seeds))[:, None], torch.as_tensor(ctx.forget, device=ctx.labels.device)] = True
     ctx.targets["is_forget"] = is_forget

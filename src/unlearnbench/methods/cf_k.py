@@ -29,5 +29,8 @@ def last_layers_plan(ctx, k: int, lr: float, batch_size: int, reinitialised: boo
 
 
 def build(ctx, lr: float, k: int = 1, batch_size: int = 64, **optimiser):
-    """``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`)."""
+    """Fine-tune only the last k layers on the retain set (a layer = a conv/linear with its BatchNorm); earlier
+    layers stay bit-identical, BatchNorm statistics included.
+
+    ``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`)."""
     return last_layers_plan(ctx, k, lr, batch_size, False, optimiser)

@@ -9,6 +9,9 @@ is not argmax accuracy (see :mod:`unlearnbench.margins`), so neither is reported
 
 
 def build(inputs: dict, multiplier: float = 1.0):
+    """Base margins − ``multiplier`` · Σ_{i∈F} β_i, no training; needs a pool or ``datamodels.import``. Predicted
+    margins only, no logits: its ``accuracy`` is NaN.
+    """
     base = inputs["base_margins"]
     effect = inputs["datamodel_effect"]["margin_effect"]  # [P]
     return base["margins"] - multiplier * effect[None, :], base["model_index"], None

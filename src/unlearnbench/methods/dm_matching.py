@@ -9,6 +9,9 @@ from .oracle_matching import matching
 
 def build(ctx, lr: float = 1e-4, retain_multiplier: int = 20, forget_multiplier: int = 5, batch_size: int = 512,
           effect_multiplier: float = 1.0, weight_decay: float = 0.0):
+    """As ``oracle_matching`` (Adam) towards predicted oracle logits = own logits − ``effect_multiplier`` · Σ_{i∈F}
+    β_i; needs a pool or ``datamodels.import``.
+    """
     effect = ctx.targets["forget_logit_effect"]  # [P, C]
     ctx.targets["dm_logits"] = ctx.original.logits(ctx.inputs) - effect_multiplier * effect
     return matching(ctx, "dm_logits", lr, retain_multiplier, forget_multiplier, batch_size, weight_decay)

@@ -10,5 +10,7 @@ from .cf_k import last_layers_plan
 
 
 def build(ctx, lr: float, k: int = 1, batch_size: int = 64, **optimiser):
-    """``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`)."""
+    """As ``cf_k``, after re-initialising the last k layers (fresh weights seeded per model).
+
+    ``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`)."""
     return last_layers_plan(ctx, k, lr, batch_size, True, optimiser)

@@ -22,7 +22,9 @@ def l1_norm(params: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def build(ctx, lr: float, alpha: NonNegative, batch_size: int = 64, **optimiser):
-    """``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`)."""
+    """Retain fine-tuning plus α·(1 − (t−1)/T)·‖θ‖₁ in epoch t of T (T = the last snapshot epoch).
+
+    ``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`)."""
     epochs = max(1, ctx.epochs)
 
     def penalty(params, rows, epoch):

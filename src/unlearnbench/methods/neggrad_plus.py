@@ -13,7 +13,10 @@ from .hyperparameters import Weight
 
 
 def build(ctx, lr: float, beta: Weight, batch_size: int = 64, forget_batch_size: int = 64, **optimiser):
-    """``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`)."""
+    """Each step β·CE(retain batch) − (1−β)·CE(forget batch); an epoch is one pass over the retain set, forget
+    batches cycled alongside (a forward each).
+
+    ``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`)."""
 
     def loss(logits, labels, batch):
         n = batch.n_main  # retain points first, then the forget batch

@@ -28,4 +28,5 @@ def matching(ctx, target: str, lr: float, retain_multiplier: int, forget_multipl
 
 def build(ctx, lr: float, retain_multiplier: int = 20, forget_multiplier: int = 1, batch_size: int = 64,
           weight_decay: float = 0.0):
+    """Adam (``weight_decay`` is Adam's)."""
     return matching(ctx, "oracle_logits", lr, retain_multiplier, forget_multiplier, batch_size, weight_decay)

@@ -45,5 +45,8 @@ def relabelled_phases(ctx, lr: float, batch_size: int):
 
 
 def build(ctx, lr: float, batch_size: int = 64, **optimiser):
-    """``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`)."""
+    """One shuffled pass per epoch over forget + retain points, each forget point relabelled (once per run, per
+    model) with a uniformly random *wrong* class.
+
+    ``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`)."""
     return Plan(sgd(**optimiser), relabelled_phases(ctx, lr, batch_size))

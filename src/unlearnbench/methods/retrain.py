@@ -17,6 +17,9 @@ from .hyperparameters import Budget
 
 
 def build(ctx, budget: Budget, recipe: dict):
+    """A grid axis of budgets is the baseline's curve; no ``epochs``: one snapshot, at the end of the compressed
+    schedule.
+    """
     recipe = Recipe.from_config(recipe)
     n_retain = ctx.retain.shape[1]
     steps_per_epoch = len(even_batches(n_retain, recipe.batch_size))

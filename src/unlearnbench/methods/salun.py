@@ -40,7 +40,10 @@ def top_fraction_mask(scores: dict[str, torch.Tensor], fraction: float) -> dict[
 
 
 def build(ctx, lr: float, saliency: Fraction = 0.5, batch_size: int = 64, **optimiser):
-    """``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`)."""
+    """``random_labels`` updating only the fraction ``saliency`` of weights with the largest forget-loss gradient
+    (one threshold across layers, a mask per model).
+
+    ``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`)."""
 
     masks = {}
 

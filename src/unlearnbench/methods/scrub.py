@@ -22,7 +22,9 @@ def build(
     temperature: float = 4.0,
     **optimiser,
 ):
-    """``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`): plain SGD
+    """The learning rate drops ×0.1 after epochs 3, 5 and 9.
+
+    ``optimiser``: momentum, weight_decay, nesterov (:func:`~unlearnbench.methods.base.sgd`): plain SGD
     as the published grid by default; the paper-era wrapper's momentum 0.9 and weight decay 5e-4 on
     request (the only published SCRUB whose student trained, spec §10)."""
 

@@ -32,6 +32,9 @@ def dampen(params: dict[str, torch.Tensor], forget_importance, data_importance, 
 
 
 def build(ctx, alpha: Positive = 10.0, lam: Positive = 1.0, batch_size: int = 64):
+    """``epochs: [1]``: no training, one edit: parameters with forget Fisher > α × training-set Fisher scaled by
+    min(λ·I_D/I_F, 1). Its cost is the Fisher passes.
+    """
     def edit(part, rows):
         forget, n_forget = diagonal_fisher(part, ctx.inputs, ctx.labels, ctx.forget[rows], batch_size)
         data, n_data = diagonal_fisher(part, ctx.inputs, ctx.labels, ctx.trained_points()[rows], batch_size)
