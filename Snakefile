@@ -62,7 +62,8 @@ onstart:
 
 onsuccess:
     stop_warm_process()
-    fail_if_jobs_left(workflow.dag)  # snakemake issue #823: see unlearnbench.run_guard
+    # a run Snakemake ended with jobs never run (snakemake issue #823) fails: unlearnbench.run_guard
+    fail_if_jobs_left(workflow.dag)
     # only when this run's DAG holds the summary of this config (not for other targets, which may be
     # of another config than the summary on disk)
     summary = layout.KLOM_SUMMARY
