@@ -127,6 +127,31 @@ def test_the_warm_process_exits_with_the_process_that_started_it(tmp_path, monke
         time.sleep(0.1)
 
 
+def test_a_killed_warm_process_leaves_nothing_behind_the_next_start(tmp_path, monkeypatch):
+    """SIGKILL leaves the socket's directory in the temp folder; the next start removes it, and nothing that
+    belongs to a live warm process or to one still starting."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(warm.tempfile, "tempdir", None)  # re-read TMPDIR
+    killed, killed_path = warm.start(preload=("json",))
+    killed.kill()
+    killed.wait()
+    stale = os.path.dirname(killed_path)
+    assert os.path.exists(killed_path), "SIGKILL should leave the socket behind (or this test tests nothing)"
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    live, live_path = warm.start(preload=("json",))
+    try:
+        assert not os.path.exists(stale) and os.path.exists(live_path)
+        young = tmp_path / "unlearnbench-warm-starting"  # a warm process that has not bound its socket yet
+        young.mkdir()
+        assert warm.sweep_stale_directories(str(tmp_path)) == []  # the live one answers, the young one waits
+        assert warm.sweep_stale_directories(str(tmp_path), min_age_s=0) == [str(young)]
+        assert os.path.exists(live_path) and live.poll() is None  # probed, and still serving
+    finally:
+        warm.stop(live, live_path)
+    assert not os.path.exists(os.path.dirname(live_path))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -33,16 +33,19 @@ What it does not change, and why:
 
 from __future__ import annotations
 
+import glob
 import importlib
 import json
 import os
 import select
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from typing import Any
 
@@ -54,6 +57,7 @@ _READY = b"ready\n"
 _ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                       "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
 _SOCKET_NAME = "jobs.sock"
+_DIRECTORY_PREFIX = "unlearnbench-warm-"
 
 
 # -- the Snakefile's side ------------------------------------------------------------------------
@@ -67,7 +71,8 @@ def wanted(enabled: bool, local_exec: bool, exec_mode: str, deployment: set[str]
 def start(preload: tuple[str, ...] = PRELOAD, allowed_prefix: str = ALLOWED_PREFIX,
           timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
     """Start the warm process; returns it and its socket path once it accepts jobs."""
-    directory = tempfile.mkdtemp(prefix="unlearnbench-warm-")  # 0700: only this user connects
+    sweep_stale_directories()
+    directory = tempfile.mkdtemp(prefix=_DIRECTORY_PREFIX)  # 0700: only this user connects
     path = os.path.join(directory, _SOCKET_NAME)
     settings = json.dumps({"path": path, "parent": os.getpid(), "preload": list(preload),
                            "allowed_prefix": allowed_prefix})
@@ -78,6 +83,35 @@ def start(preload: tuple[str, ...] = PRELOAD, allowed_prefix: str = ALLOWED_PREF
         process.kill()
         raise RuntimeError(f"the warm process did not start (exit status {process.poll()})")
     return process, path
+
+
+def sweep_stale_directories(root: str | None = None, min_age_s: float = 60.0) -> list[str]:
+    """Remove this user's socket directories of warm processes that are gone; return them.
+
+    A warm process removes its directory as it leaves, but one killed with SIGKILL (the OOM killer, a killed
+    process group) cannot. A directory stays while its socket accepts connections (a live run's: the probe is
+    an empty job, which the warm process drops), and while it is younger than ``min_age_s`` (a warm process
+    that has not bound its socket yet).
+    """
+    removed = []
+    for directory in glob.glob(os.path.join(root or tempfile.gettempdir(), _DIRECTORY_PREFIX + "*")):
+        try:
+            info = os.lstat(directory)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or time.time() - info.st_mtime < min_age_s:
+            continue
+        path = os.path.join(directory, _SOCKET_NAME)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(path)
+            except (ConnectionRefusedError, FileNotFoundError):  # nobody listens there, or no socket at all
+                _remove(path)
+                if not os.path.exists(directory):
+                    removed.append(directory)
+            except OSError:
+                pass  # not ours to judge (e.g. a permission problem): leave it
+    return removed
 
 
 def stop(process: subprocess.Popen, path: str) -> None:
