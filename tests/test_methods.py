@@ -135,6 +135,26 @@ def test_snapshots_differ_and_cost_counts_samples(problem):
     assert out["epochs"].tolist() == [1, 3] and not out["diverged"].any()
 
 
+def test_progress_accuracy_comes_from_the_snapshots_without_forward_passes_of_its_own(problem, monkeypatch, caplog):
+    """The snapshots classify every point anyway; an extra accuracy pass per report epoch only cost time."""
+    from unlearnbench.loop import Progress
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("an unlearning run evaluated accuracy with forward passes of its own")
+
+    monkeypatch.setattr(Progress, "accuracy", no_pass)
+    with caplog.at_level("INFO", logger="unlearnbench.unlearning"):
+        out = run("gradient_ascent", {"lr": 0.05, "batch_size": 8}, problem, epochs=(1, 3))
+    splits, _, _, forget, _, _ = problem
+    lines = [r.getMessage() for r in caplog.records if "accuracy (mean over models, every point)" in r.getMessage()]
+    assert [line.split(": epoch ")[1].split(" ")[0] for line in lines] == ["1", "3"]
+    last = out["correct"][1]  # epoch 3, [models, points]
+    retain = np.setdiff1d(np.arange(splits.n_train), forget)
+    expected = f"forget {last[:, forget].mean():.3f}, retain {last[:, retain].mean():.3f}, " \
+               f"val {last[:, splits.n_train:].mean():.3f}"
+    assert lines[1].endswith(expected), (lines[1], expected)
+
+
 def test_a_diverging_learning_rate_is_recorded_not_raised(problem):
     out = run("gradient_ascent", {"lr": 1e8}, problem, epochs=(1, 5))
     assert out["diverged"][-1].all()

@@ -13,7 +13,7 @@ import torch
 
 from .data import Splits
 from .forget_sets import retain_points
-from .loop import run_loop
+from .loop import Progress, run_loop
 from .margins import stack_outputs
 from .methods.base import UnlearningContext
 from .stack import ModelStack
@@ -81,9 +81,13 @@ def unlearn_stack(
         if epoch in snapshots:
             s = snapshots.index(epoch)
             margins[s, rows], correct[s, rows] = stack_outputs(part, inputs, labels)
+            log.info("unlearn models %d-%d: epoch %d accuracy (mean over models, every point): %s", rows[0], rows[-1],
+                     epoch, snapshot_accuracy(correct[s, rows], ctx.forget, ctx.retain, rows, splits.n_train))
 
+    # the progress lines take their accuracy from the snapshots, which classify every point anyway, rather than
+    # from another forward pass of their own at report epochs
     record = run_loop(base, inputs, labels, seeds, plan.optimiser, max(snapshots), plan.phases, snapshot,
-                      models_per_batch, hooks=plan.hooks)
+                      models_per_batch, hooks=plan.hooks, progress=Progress(eval_epochs=lambda epoch: False))
     # diverged: non-finite loss, weights or BatchNorm statistics, or margins that overflowed
     diverged = np.stack([record.diverged[e] for e in snapshots]) | ~np.isfinite(margins).all(axis=-1)
     margins[diverged] = np.nan  # a diverged model's margins are meaningless; scoring saturates them
@@ -99,6 +103,19 @@ def unlearn_stack(
         "diverged": diverged,
         "model_index": base.model_index,
     }
+
+
+def snapshot_accuracy(correct: np.ndarray, forget: np.ndarray, retain: np.ndarray, rows: np.ndarray,
+                      n_train: int) -> str:
+    """``"forget a, retain b, val c"``: argmax accuracy of the models ``rows`` over every point of each group, the
+    mean over models. ``correct [len(rows), P]``; ``forget`` / ``retain`` are ``[n]`` or one row per model."""
+    def over(points: np.ndarray) -> float:
+        points = np.asarray(points)
+        per_model = points[rows] if points.ndim == 2 else np.broadcast_to(points, (len(rows), points.shape[-1]))
+        return float(np.take_along_axis(correct, per_model, axis=1).mean()) if per_model.shape[-1] else float("nan")
+
+    val = float(correct[:, n_train:].mean()) if correct.shape[1] > n_train else float("nan")
+    return f"forget {over(forget):.3f}, retain {over(retain):.3f}, val {val:.3f}"
 
 
 def matching_rows(model_index: np.ndarray, oracle_index: np.ndarray) -> np.ndarray:
