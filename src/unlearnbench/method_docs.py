@@ -14,7 +14,6 @@ module and one line in :data:`unlearnbench.methods.METHODS`, then this command.
 from __future__ import annotations
 
 import argparse
-import ast
 import re
 import sys
 import typing
@@ -31,14 +30,12 @@ COMMAND = "python -m unlearnbench.method_docs"
 OPTIMISER_NOTE = "``optimiser``: momentum, weight_decay, nesterov"
 
 
-def _ranges() -> dict[str, str]:
-    """The schema's $defs name of each annotation -> the values it allows, as its ``Annotated`` says."""
-    ranges = {}
-    for annotation, defs in kinds.SCHEMA_DEFS.items():
-        meta = typing.get_args(getattr(kinds, annotation, None))
-        if len(meta) == 2 and isinstance(meta[1], str):
-            ranges[defs] = meta[1]
-    return ranges
+# the schema's $defs name of each annotation -> the values it allows, as its ``Annotated`` says
+RANGES = {
+    defs: meta[1]
+    for annotation, defs in kinds.SCHEMA_DEFS.items()
+    if len(meta := typing.get_args(getattr(kinds, annotation, None))) == 2 and isinstance(meta[1], str)
+}
 
 
 def _value(value: object) -> str:
@@ -53,19 +50,17 @@ def _markdown(text: str) -> str:
 
 def build_note(target: str) -> str:
     """The first paragraph of ``build``'s docstring, unless it only names the SGD keys."""
-    fn, _ = method_schema._function(target)
-    first = (ast.get_docstring(fn) or "").strip().split("\n\n")[0]
+    first = method_schema.build_description(target)
     return "" if first.startswith(OPTIMISER_NOTE) else _markdown(first)
 
 
 def keys_text(entry: Registered) -> str:
     params, takes_sgd_keys = method_schema.hyperparameters(entry.target)
-    ranges = _ranges()
     parts = []
     for p in params:
         said = ["required" if p.required else _value(p.default)]
-        if p.kind in ranges:
-            said.append(ranges[p.kind])
+        if p.kind in RANGES:
+            said.append(RANGES[p.kind])
         parts.append(f"`{p.name}` ({'; '.join(said)})")
     if takes_sgd_keys and entry.kind == "finetune":  # as method_schema: only the finetune loop takes them
         parts.append("SGD keys")

@@ -93,10 +93,18 @@ def hyperparameters(target: str) -> tuple[list[Hyperparameter], bool]:
     return found, args.kwarg is not None
 
 
+def _first_paragraph(node: ast.AST) -> str:
+    return " ".join((ast.get_docstring(node) or "").strip().split("\n\n")[0].split())
+
+
 def description(target: str) -> str:
     """The first paragraph of the method module's docstring, on one line."""
-    _, tree = _function(target)
-    return " ".join((ast.get_docstring(tree) or "").strip().split("\n\n")[0].split())
+    return _first_paragraph(_function(target)[1])
+
+
+def build_description(target: str) -> str:
+    """The first paragraph of the ``build`` function's own docstring, on one line."""
+    return _first_paragraph(_function(target)[0])
 
 
 def method_schema(target: str, kind: str) -> dict:

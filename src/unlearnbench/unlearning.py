@@ -82,7 +82,7 @@ def unlearn_stack(
             s = snapshots.index(epoch)
             margins[s, rows], correct[s, rows] = stack_outputs(part, inputs, labels)
             log.info("unlearn models %d-%d: epoch %d accuracy (mean over models, every point): %s", rows[0], rows[-1],
-                     epoch, snapshot_accuracy(correct[s, rows], ctx.forget, ctx.retain, rows, splits.n_train))
+                     epoch, snapshot_accuracy(correct[s, rows], ctx.forget[rows], ctx.retain[rows], splits.n_train))
 
     # the progress lines take their accuracy from the snapshots, which classify every point anyway, rather than
     # from another forward pass of their own at report epochs
@@ -105,14 +105,11 @@ def unlearn_stack(
     }
 
 
-def snapshot_accuracy(correct: np.ndarray, forget: np.ndarray, retain: np.ndarray, rows: np.ndarray,
-                      n_train: int) -> str:
-    """``"forget a, retain b, val c"``: argmax accuracy of the models ``rows`` over every point of each group, the
-    mean over models. ``correct [len(rows), P]``; ``forget`` / ``retain`` are ``[n]`` or one row per model."""
+def snapshot_accuracy(correct: np.ndarray, forget: np.ndarray, retain: np.ndarray, n_train: int) -> str:
+    """``"forget a, retain b, val c"``: argmax accuracy over every point of each group, the mean over models.
+    ``correct [M, P]``; ``forget`` / ``retain`` ``[M, n]``: each model's own points (the context's rows)."""
     def over(points: np.ndarray) -> float:
-        points = np.asarray(points)
-        per_model = points[rows] if points.ndim == 2 else np.broadcast_to(points, (len(rows), points.shape[-1]))
-        return float(np.take_along_axis(correct, per_model, axis=1).mean()) if per_model.shape[-1] else float("nan")
+        return float(np.take_along_axis(correct, points, axis=1).mean()) if points.shape[-1] else float("nan")
 
     val = float(correct[:, n_train:].mean()) if correct.shape[1] > n_train else float("nan")
     return f"forget {over(forget):.3f}, retain {over(retain):.3f}, val {val:.3f}"
