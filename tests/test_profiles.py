@@ -161,3 +161,16 @@ def test_no_job_downstream_of_a_checkpoint_runs_in_a_group(clone):
     for rule in sorted(downstream):
         assert "group:" not in bodies[rule], f"rule {rule} reads a checkpoint's results and is in a group"
         assert "localrule: True" in bodies[rule], f"rule {rule} (report stage) should run on the submit host"
+
+
+def test_no_bundle_packs_jobs_that_a_checkpoint_adds():
+    """The select_run checkpoints add report-sample unlearn and score_klom jobs while others run; snakemake 9.27
+    regroups running bundles of several components then and fails (KeyError: JobGroup(unlearn, ...) in
+    _finish_jobs, seen in a full-suite run of test_slurm.py). Their group keeps one component per submission."""
+    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    packed = dict(entry.split("=") for entry in profile.get("group-components", []))
+    bodies = rule_bodies()
+    added_by_checkpoint = {"unlearn", "score_klom"}  # their report-sample jobs exist once select_run has run
+    groups = {re.search(r'group:\s*"(\w+)"', bodies[rule]).group(1) for rule in added_by_checkpoint}
+    assert groups == {"unlearn"}
+    assert all(int(packed.get(group, 1)) == 1 for group in groups), packed
