@@ -36,9 +36,9 @@ def mean_loss(stack, x, y, points):
         return cross_entropy(logits, y[points].expand(stack.n_models, -1)).mean().item()
 
 
-def run(name, hp, problem, epochs=(1, 2), matching=None):
+def run(name, hp, problem, epochs=(1, 2), needed=None):
     splits, _, _, forget, base, _ = problem
-    return unlearn_stack(load_build(lookup(name)), hp, list(epochs), base.copy(), splits, forget, SEEDS, matching)
+    return unlearn_stack(load_build(lookup(name)), hp, list(epochs), base.copy(), splits, forget, SEEDS, needed)
 
 
 def make_context(problem):
@@ -114,8 +114,9 @@ def test_scrub_decays_its_learning_rate_after_epochs_3_5_9(problem):
 def test_oracle_matching_reduces_the_distance_to_its_target_logits(problem):
     _, x, _, forget, base, oracles = problem
     ctx, student = make_context(problem)
-    ctx.targets["oracle_logits"] = oracles.logits(x)
+    ctx.needed["matching_oracles"] = oracles  # model i -> held-out oracle i mod 2: oracles 2, 3 for models 0, 1
     plan = load_build(lookup("oracle_matching"))(ctx, lr=1e-2, retain_multiplier=5)
+    torch.testing.assert_close(ctx.targets["oracle_logits"], oracles.logits(x))
     points = plan.phases(1)[0].points
     assert points.shape == (2, 20 + 100) and set(forget) <= set(points[0])
 
@@ -162,7 +163,8 @@ def test_a_diverging_learning_rate_is_recorded_not_raised(problem):
 
 
 def test_matching_oracles_feed_oracle_matching(problem):
-    out = run("oracle_matching", {"lr": 1e-3, "retain_multiplier": 2}, problem, epochs=(2,), matching=problem[5])
+    out = run("oracle_matching", {"lr": 1e-3, "retain_multiplier": 2}, problem, epochs=(2,),
+              needed={"matching_oracles": problem[5]})
     assert out["samples"].tolist() == [[120, 120]]  # (|F| + 2|F|) x 2 epochs
 
 
@@ -196,7 +198,7 @@ def test_sgd_methods_take_momentum_weight_decay_and_nesterov(problem, name):
 @pytest.mark.parametrize("name", ["oracle_matching", "dm_matching"])
 def test_adam_methods_take_weight_decay(problem, name):
     ctx, _ = make_context(problem)
-    ctx.targets["oracle_logits"] = ctx.targets["forget_logit_effect"] = torch.zeros(2, 1797, 10)
+    ctx.needed.update(matching_oracles=problem[5], datamodel_effect={"logit_effect": np.zeros((1797, 10), np.float32)})
     build = load_build(lookup(name))
     assert build(ctx, lr=1e-3).optimiser == Optimiser("adam")
     assert build(ctx, lr=1e-3, weight_decay=1e-4).optimiser == Optimiser("adam", weight_decay=1e-4)

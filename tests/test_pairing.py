@@ -14,7 +14,8 @@ from unlearnbench.margins import stack_outputs
 from unlearnbench.methods import load_build, lookup
 from unlearnbench.methods.base import Plan, sgd
 from unlearnbench.stack import ModelStack
-from unlearnbench.unlearning import margins_method, matching_rows, unlearn_stack
+from unlearnbench.methods.oracle_matching import matching_rows
+from unlearnbench.unlearning import margins_method, unlearn_stack
 
 
 @pytest.mark.parametrize("n_models, n_holdout, per_job", [(100, 100, 25), (12, 4, 5), (10, 3, 4), (6, 8, 2)])
@@ -48,9 +49,10 @@ def digits():
 
 
 def capture_targets(store):
-    """A finetune method that records its oracle targets and trains nothing (lr 0)."""
+    """A finetune method that records oracle matching's targets and trains nothing (lr 0)."""
 
     def build(ctx):
+        load_build(lookup("oracle_matching"))(ctx, lr=1.0)  # sets its targets from the held-out oracles it needs
         store["oracle_logits"] = ctx.targets["oracle_logits"].clone()
         return Plan(sgd(), lambda epoch: [ctx.phase(ctx.forget, lambda logits, labels, batch: logits.sum(
             dim=(1, 2)) * 0, 0.0, 8, "nothing")])
@@ -64,7 +66,7 @@ def test_a_shard_of_base_models_matches_the_oracles_of_its_global_indices(digits
     oracles = ModelStack.initialise("digits_cnn", 10, 1, [40, 41, 42, 43], [10, 11, 12, 13])  # H = 4
     shard = ModelStack.initialise("digits_cnn", 10, 1, [7, 8], [2, 3])  # base models 2 and 3 of a sharded run
     store = {}
-    unlearn_stack(capture_targets(store), {}, [1], shard, splits, forget, [7, 8], oracles)
+    unlearn_stack(capture_targets(store), {}, [1], shard, splits, forget, [7, 8], {"matching_oracles": oracles})
     expected = oracles.logits(x)[[2, 3]]  # held-out oracles 12 and 13; the rows in the shard are 0 and 1
     torch.testing.assert_close(store["oracle_logits"], expected)
 

@@ -101,7 +101,7 @@ def test_config_checks_read_needs_not_names(renamed, default_config):
     config = copy.deepcopy(default_config)
     config["methods"] = {"keep_all": None, "perfect": None}
     config["n_holdout_oracles"] = 1
-    with pytest.raises(ConfigError, match="config key n_holdout_oracles: the perfect method scores the held-out"):
+    with pytest.raises(ConfigError, match="config key n_holdout_oracles: the perfect method needs the held-out oracles. margins"):
         validate(copy.deepcopy(config), SCHEMA)
     config["n_holdout_oracles"] = 2
     checked = validate(config, SCHEMA)

@@ -20,8 +20,6 @@ from jsonschema.exceptions import best_match
 from .data import DATASETS
 from .plan import SNAPSHOT_KEY, forget_set_seed, grid, run_id
 
-# Fewest unlearned models a KLOM score works with (one model has no ε score: metrics.epsilon.forget_score).
-MIN_SCORED_MODELS = 2
 # The statistic the report ranks by (workflow/rules/report.smk REPORT_STAT); klom.percentiles must produce it.
 REPORT_PERCENTILE = "p95"
 
@@ -342,19 +340,17 @@ def _check_plugin_entry(name: str, entry: dict, section: str = "methods") -> Non
 
 
 def _check_models(config: dict, schema: dict) -> None:
-    """Held-out oracles: a method that needs their margins (``oracle``) scores them as its unlearned models, and
-    a KLOM score needs at least 2 unlearned models (the ε score's buckets are undefined for one); a method that
-    matches held-out oracles (``oracle_matching``) needs one target oracle."""
+    """Held-out oracles: each kind of input a method needs says how many it must draw
+    (:attr:`unlearnbench.method_inputs.MethodInput.held_out_oracles`)."""
+    from .method_inputs import kind
+
     held_out = config["n_holdout_oracles"]
     for name in config["methods"]:
-        if "holdout_margins" in _registry_needs(name, config) and held_out < MIN_SCORED_MODELS:
-            raise ConfigError(
-                f"config key n_holdout_oracles: the {name} method scores the held-out oracles as its unlearned "
-                f"models; it needs at least {MIN_SCORED_MODELS}, got {held_out}"
-            )
-    for name in config["methods"]:
-        if "matching_oracles" in _registry_needs(name, config) and held_out < 1:
-            raise ConfigError(f"config key n_holdout_oracles: {name} needs at least 1 held-out oracle as target")
+        for need in _registry_needs(name, config):
+            fewest = kind(need).held_out_oracles
+            if held_out < fewest:
+                raise ConfigError(f"config key n_holdout_oracles: the {name} method needs {kind(need).what}: at least "
+                                  f"{fewest} held-out oracle{'s' if fewest > 1 else ''}, got {held_out}")
     if config["pool"] and config["pool"]["n_models"] <= config["datamodels"]["holdout_models"]:
         raise ConfigError("config key datamodels.holdout_models: must be below pool.n_models")
 
@@ -381,9 +377,11 @@ def _check_resources(config: dict, schema: dict) -> None:
 
 
 def _check_pool_users(config: dict, schema: dict) -> None:
+    from .method_inputs import uses_pool
+
     pool_users = []
     if not config["datamodels"].get("import"):  # imported datamodels replace the pool fit
-        pool_users += [f"methods.{m}" for m in config["methods"] if "datamodel_effect" in _registry_needs(m, config)]
+        pool_users += [f"methods.{m}" for m in config["methods"] if uses_pool(_registry_needs(m, config))]
         pool_users += [f"forget_sets.{i}" for i, fs in enumerate(config["forget_sets"])
                        if fs["kind"] == "attribution_pc"]
     pool_users += ["ulira"] if config.get("ulira") else []

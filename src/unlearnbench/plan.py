@@ -218,9 +218,10 @@ def datamodel_quality_seed(config: dict) -> int:
 
 def holds_oracles(config: Mapping, method: str) -> bool:
     """Methods whose "models" are held-out oracles (the oracle draw), not base models."""
+    from .method_inputs import held_out_models
     from .methods import lookup
 
-    return "holdout_margins" in lookup(method, config.get("plugins")).needs
+    return held_out_models(lookup(method, config.get("plugins")).needs)
 
 
 def unlearn_shards(config: dict, method: str, sample: str = "report") -> list[int] | range:

@@ -29,20 +29,17 @@ def unlearn_stack(
     splits: Splits,
     forget: np.ndarray,
     seeds: list[int],
-    matching_oracles: ModelStack | None = None,
+    needed: dict | None = None,
     models_per_batch: int | None = None,
     device: str = "cpu",
     retain: np.ndarray | None = None,
-    targets: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Apply a finetune method (its ``build``) to every model of ``base``; margins at each snapshot epoch.
 
     ``forget`` is one forget set ``[n]`` shared by all models or one request per model ``[M, n]``;
     ``retain`` defaults to the train split minus ``forget`` (U-LiRA passes each pool model's own).
-    ``targets`` are extra per-point targets for the method, e.g. ``{"forget_effect": [P, C]}``.
-
-    With ``matching_oracles`` (held-out oracles), ``targets["oracle_logits"]`` holds each model's matched
-    oracle's logits (see :func:`matching_rows`).
+    ``needed``: the inputs the method's registry entry needs, loaded, by need name (``ctx.needed``; see
+    :mod:`unlearnbench.method_inputs`), e.g. the held-out oracles that oracle matching pairs with the models.
 
     Returns arrays ``margins [S, M, P]``, ``correct [S, M, P]`` (argmax correctness, bool), ``epochs [S]``,
     ``samples [S, M]`` (samples through forward+backward up to the snapshot), ``diverged [S, M]`` and
@@ -57,17 +54,8 @@ def unlearn_stack(
         retain=retain_points(forget, splits.n_train) if retain is None else retain,
         original=base.copy(),
         seeds=list(seeds),
+        needed=dict(needed or {}),
     )
-    for name, value in (targets or {}).items():
-        ctx.targets[name] = torch.as_tensor(value, device=device)
-    if matching_oracles is not None:
-        # held-out oracles: disjoint from the oracles KLOM is scored against; only the targeted ones are evaluated
-        matched = matching_rows(base.model_index, matching_oracles.model_index)
-        needed, slot = np.unique(matched, return_inverse=True)
-        logits = matching_oracles.select(needed).logits(inputs)
-        ctx.targets["oracle_logits"] = logits[torch.as_tensor(slot, device=logits.device)]
-        log.info("oracle matching targets (base model -> held-out oracle): %s",
-                 ", ".join(f"{b}->{o}" for b, o in zip(base.model_index, matching_oracles.model_index[matched])))
     snapshots = sorted(set(int(e) for e in snapshot_epochs))
     if snapshots[0] < 1:
         raise ValueError(f"snapshot epochs of a finetune method start at 1, got {snapshots}")
@@ -113,20 +101,6 @@ def snapshot_accuracy(correct: np.ndarray, forget: np.ndarray, retain: np.ndarra
 
     val = float(correct[:, n_train:].mean()) if correct.shape[1] > n_train else float("nan")
     return f"forget {over(forget):.3f}, retain {over(retain):.3f}, val {val:.3f}"
-
-
-def matching_rows(model_index: np.ndarray, oracle_index: np.ndarray) -> np.ndarray:
-    """Row of the held-out oracle each model is matched to: model ``i`` (its global index) gets the
-    ``(i mod H)``-th of the H held-out oracles, counted in their own index order.
-
-    Keyed by the global index, every held-out oracle is a target exactly once per H consecutive models
-    however the models are sharded (keyed by the row inside a shard, every shard would reuse the first
-    oracles, and duplicated targets correlate the unlearned sample).
-    """
-    order = np.argsort(np.asarray(oracle_index), kind="stable")
-    if len(order) == 0:
-        raise ValueError("oracle matching needs at least one held-out oracle")
-    return order[np.asarray(model_index, dtype=np.int64) % len(order)]
 
 
 def margins_method(build, hyperparameters: dict, inputs: dict) -> dict[str, np.ndarray]:

@@ -3,7 +3,7 @@
 import functools
 import re
 
-from unlearnbench import fingerprint, layout, plan
+from unlearnbench import fingerprint, layout, method_inputs, plan
 from unlearnbench.config import dataset_spec
 from unlearnbench.content_digests import DigestCache
 from unlearnbench.device import device_request, gpus_per_job
@@ -192,33 +192,11 @@ def get_pool_mask_seed(wildcards):
 
 
 def get_unlearn_input(wildcards):
-    """Inputs of one unlearning job: what the method's registry entry says it needs."""
+    """Inputs of one unlearning job: the base models and what the method's registry entry needs."""
     entry = lookup(wildcards.method, config["plugins"])
-    family = layout.oracle_family(wildcards.forget_set)
-    shard = int(wildcards.shard)
-    effect = PATHS.datamodel_effect(wildcards.forget_set)
-    if entry.kind == "margins":
-        inputs = (
-            {"datamodel_effect": effect} if "datamodel_effect" in entry.needs else {}
-        )
-        if "base_margins" in entry.needs:
-            inputs["base_margins"] = PATHS.margins("base", shard)
-        if "holdout_margins" in entry.needs:
-            holdout = plan.holdout_oracle_shards(config)[shard]
-            inputs["holdout_margins"] = PATHS.margins(family, holdout)
-        return inputs
-    inputs = {
-        "weights": PATHS.weights("base", shard),
-        "splits": SPLITS,
-        "forget_set": PATHS.forget_set(wildcards.forget_set),
-    }
-    if "datamodel_effect" in entry.needs:
-        inputs["datamodel_effect"] = effect
-    if "matching_oracles" in entry.needs:
-        inputs["matching_oracles"] = [
-            PATHS.weights(family, s) for s in plan.holdout_oracle_shards(config)
-        ]
-    return inputs
+    return method_inputs.job_inputs(
+        entry, PATHS, config, wildcards.forget_set, int(wildcards.shard)
+    )
 
 
 def get_unlearn_shards(method, sample="report"):
@@ -374,7 +352,7 @@ def get_method_facts(wildcards=None):
             "role": lookup(m, config["plugins"]).role,
             "pool_cost": (
                 pool
-                if "datamodel_effect" in lookup(m, config["plugins"]).needs
+                if method_inputs.uses_pool(lookup(m, config["plugins"]).needs)
                 else 0.0
             ),
         }

@@ -37,8 +37,8 @@ from .. import registry
 class Registered:
     target: str  # "module:function"
     kind: str = "finetune"  # or "margins"
-    # extra inputs: "base_margins", "holdout_margins", "matching_oracles" (held-out oracle weights),
-    # "datamodel_effect" (Σ_{i∈F} β_i of the pool's datamodels, for margins and logits)
+    # extra inputs, by kind (unlearnbench.method_inputs.INPUTS: where each lies, how it loads, what it asks of the
+    # config): "base_margins", "holdout_margins", "matching_oracles", "datamodel_effect"
     needs: tuple[str, ...] = ()
     role: str = "unlearning"  # or "no_unlearning", "oracle", "retrain" (see the module docstring)
     # how U-LiRA runs it on a pool model and a request: "unlearn" (the finetune loop), "pool_margins" (the pool

@@ -38,6 +38,7 @@ class UnlearningContext:
     original: ModelStack  # frozen copy of the models before unlearning (e.g. SCRUB's teacher)
     seeds: list[int]
     targets: dict[str, torch.Tensor] = field(default_factory=dict)  # per-model targets, e.g. oracle logits
+    needed: dict = field(default_factory=dict)  # the inputs its registry entry needs, loaded (method_inputs)
     epochs: int = 0  # the run's last epoch (its last snapshot), e.g. for a schedule over the whole run
     _teachers: dict = field(default_factory=dict, repr=False)
     _fresh: dict = field(default_factory=dict, repr=False)

@@ -4,6 +4,8 @@ The prediction is the model's own logits minus the datamodel-attributed effect o
 f̂(x) = f(x) − Σ_{i∈F} β_i(x), with β fitted on the pool of random-half models.
 """
 
+import torch
+
 from .oracle_matching import matching
 
 
@@ -12,6 +14,6 @@ def build(ctx, lr: float = 1e-4, retain_multiplier: int = 20, forget_multiplier:
     """As ``oracle_matching`` (Adam) towards predicted oracle logits = own logits − ``effect_multiplier`` · Σ_{i∈F}
     β_i; needs a pool or ``datamodels.import``.
     """
-    effect = ctx.targets["forget_logit_effect"]  # [P, C]
+    effect = torch.as_tensor(ctx.needed["datamodel_effect"]["logit_effect"], device=ctx.labels.device)  # [P, C]
     ctx.targets["dm_logits"] = ctx.original.logits(ctx.inputs) - effect_multiplier * effect
     return matching(ctx, "dm_logits", lr, retain_multiplier, forget_multiplier, batch_size, weight_decay)
