@@ -36,17 +36,18 @@ for method in ("do_nothing", "gradient_ascent"):
                 epochs=np.array([1, 2]), samples=np.full((2, 5), 100), diverged=np.zeros((2, 5), bool),
                 model_index=np.arange(5))
     score_klom([str(out / f"{method}.npz")], [str(out / "oracle.npz")], str(out / "forget.npy"),
-               str(out / f"{method}_klom.npz"), str(out / f"{method}_stats.csv"), str(out / f"{method}_eps.csv"),
+               str(out / f"{method}_klom.npz"), str(out / f"{method}_stats.csv"),
                dict(bins=5, eps=1e-5, clip=[-100, 100], direction="unlearned-oracle", inclusive_last_bin=False,
                     percentiles=[95, 99]),
-               bootstrap={"n_resamples": 5, "alpha": 0.1}, epsilon_options={"delta": 1e-5, "cap": 50},
+               bootstrap={"n_resamples": 5, "alpha": 0.1}, run_metrics={"epsilon": {"delta": 1e-5, "cap": 50}},
+               epsilon=str(out / f"{method}_eps.csv"),
                n_train=n_train, n_val=n_val, cost_unit=1000,
                identity={"dataset": "digits", "model": "digits_cnn", "forget_set": "1", "method": method,
                          "run": "default", "sample": "report_epoch~2"})
     stats.append(str(out / f"{method}_stats.csv"))
     eps.append(str(out / f"{method}_eps.csv"))
-summarize(stats, eps, [], str(out / "summary.csv"), str(out / "summary.parquet"), str(out / "epsilon.csv"), [],
-          "average_95", {}, {})
+summarize(stats, [], str(out / "summary.csv"), str(out / "summary.parquet"), [], "average_95", {}, {}, epsilon=eps,
+          epsilon_summary=str(out / "epsilon.csv"))
 report_tables(str(out / "summary.csv"), str(out / "summary.md"), str(out / "best.html"), str(out / "full.html"),
               "p95", {})
 plot_group_bars(str(out / "summary.csv"), str(out / "bars.png"), "p95")

@@ -119,8 +119,8 @@ def write_scores(tmp_path):
 def test_summarize_from_files_alone_gives_the_table_the_keys_gave(tmp_path):
     stats, epsilon, keys = write_scores(tmp_path)
     out = {name: str(tmp_path / f"out_{name}") for name in ("summary.csv", "summary.parquet", "epsilon.csv")}
-    summarize(stats, epsilon, [], out["summary.csv"], out["summary.parquet"], out["epsilon.csv"],
-              fixed_selections=[], rule="average_95", methods={}, descriptions={})
+    summarize(stats, [], out["summary.csv"], out["summary.parquet"], fixed_selections=[], rule="average_95",
+              methods={}, descriptions={}, epsilon=epsilon, epsilon_summary=out["epsilon.csv"])
     ids = ["dataset", "model", "forget_set", "method", "run", "sample", "epoch"]
     expected_eps = keyed_stack(epsilon, keys, ids, ids)
     save_table(tmp_path / "expected_eps.csv", expected_eps)

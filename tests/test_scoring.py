@@ -151,7 +151,7 @@ def write_run(tmp_path, outputs, correct=True, shards=2):
 def run_job(tmp_path, unlearned, oracles, forget, bootstrap=0):
     score_klom(unlearned, oracles, forget, scores=str(tmp_path / "klom.npz"), stats=str(tmp_path / "stats.csv"),
                epsilon=str(tmp_path / "epsilon.csv"), klom_options=KLOM_CONFIG,
-               bootstrap={"n_resamples": bootstrap, "alpha": 0.05}, epsilon_options=EPSILON, n_train=N_TRAIN,
+               bootstrap={"n_resamples": bootstrap, "alpha": 0.05}, run_metrics={"epsilon": EPSILON}, n_train=N_TRAIN,
                n_val=N_VAL, cost_unit=1000,
                identity=RUN.fields())
     # the score tables without the identity columns every row repeats (test_every_score_file_names_its_run)
@@ -194,7 +194,8 @@ def test_score_klom_uses_the_core_per_snapshot_and_logs_what_it_scored(tmp_path,
     forget_row = stats[(stats.epoch == 1) & (stats.group == "forget")].iloc[0]
     assert (f"forget P95 {forget_row.p95:.3f} acc {forget_row.accuracy:.3f} "
             f"(oracle {forget_row.oracle_accuracy:.3f})") in snapshot_lines[0]
-    assert "retain P95" in snapshot_lines[0] and "val P95" in snapshot_lines[0] and "final score" in snapshot_lines[0]
+    assert "retain P95" in snapshot_lines[0] and "val P95" in snapshot_lines[0] and "; epsilon " in snapshot_lines[0]
+    assert f"final_score {eps[eps.epoch == 1].final_score.iloc[0]:.4g}" in snapshot_lines[0]
 
 
 def test_score_klom_without_stored_correctness_reports_nan_accuracy(tmp_path, outputs, caplog):

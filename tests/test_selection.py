@@ -226,7 +226,7 @@ def test_summarize_marks_the_chosen_run_and_reports_it_beside_its_selection_valu
     select_run(selecting, str(chosen), "max_95", "01")
     assert json.loads(chosen.read_text())["methods"]["ga"]["run"] == "lr~0.2"  # max 2.0 at epoch 1
     out = {k: str(tmp_path / f"out.{k}") for k in ("csv", "parquet", "eps")}
-    summarize(paths, eps_paths, [str(chosen)], out["csv"], out["csv"] + ".parquet", out["eps"],
+    summarize(paths, [str(chosen)], out["csv"], out["csv"] + ".parquet", epsilon=eps_paths, epsilon_summary=out["eps"],
               fixed_selections=[{"method": m, "forget_set": "01", "run": "default", "epoch": 0}
                                 for m in ("do_nothing", "oracle")],
               rule="max_95",

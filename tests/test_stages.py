@@ -120,7 +120,8 @@ def rule_blocks(text: str):
 
 
 def section_keys(body: list[str], section: str) -> tuple[list[str], bool]:
-    """The names of a rule's `input:` / `output:` / `params:` and whether an `unpack(...)` adds more."""
+    """The names of a rule's `input:` / `output:` / `params:` and whether an `unpack(...)` or `**mapping` adds
+    more."""
     keys, unpacked = [], False
     for i, line in enumerate(body):
         if line.strip() == f"{section}:":
@@ -129,7 +130,7 @@ def section_keys(body: list[str], section: str) -> tuple[list[str], bool]:
                 if entry.strip() and indent(entry) < depth:
                     break
                 if indent(entry) == depth:
-                    if entry.strip().startswith("unpack("):
+                    if entry.strip().startswith(("unpack(", "**")):  # names known per job, or from the config
                         unpacked = True
                     elif match := re.match(r"\s*(\w+)=", entry):
                         keys.append(match.group(1))
@@ -168,7 +169,7 @@ def test_the_rules_are_read():
     assert {"prepare_dataset", "train_base", "unlearn", "score_klom", "select_run", "plot_margins",
             "import_hub_oracle_margins"} <= names
     (score,) = [body for _, _, name, body in all_rules() if name == "score_klom"]
-    assert section_keys(score, "output") == (["scores", "stats", "epsilon"], False)
+    assert section_keys(score, "output") == (["scores", "stats"], True)  # and a table per per-run metric
     (unlearn,) = [body for _, _, name, body in all_rules() if name == "unlearn"]
     assert section_keys(unlearn, "input") == ([], True)
 

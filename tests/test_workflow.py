@@ -140,7 +140,7 @@ def test_every_row_has_argmax_accuracies_and_score_logs_say_what_they_scored(tin
     assert set(table["sample"]) == {"selection", "report"}
     forget = table[(table.method == "do_nothing") & (table.group == "forget")]
     assert (forget.accuracy >= forget.oracle_accuracy).all()  # base models trained on the forget points
-    assert pd.read_csv(tiny_run / layout.EPSILON_SUMMARY).final_score.notna().all()
+    assert pd.read_csv(tiny_run / layout.run_metric_summary("epsilon")).final_score.notna().all()
     chosen = table[(table.method == "gradient_ascent") & (table["sample"] == "report") & (table.forget_set.astype(str) == "1")]
     run, epoch = chosen.run.iloc[0], chosen.epoch.iloc[0]
     log = DIGITS.log("score_klom", DIGITS.scores("stats.csv"))

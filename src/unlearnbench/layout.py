@@ -26,9 +26,15 @@ BENCHMARKS = f"{RESULTS}/benchmarks"
 # run-wide outputs (every data set of a run writes the same ones: a run has one data set)
 KLOM_SUMMARY = f"{RESULTS}/klom_summary.csv"
 KLOM_SUMMARY_PARQUET = f"{RESULTS}/klom_summary.parquet"
-EPSILON_SUMMARY = f"{RESULTS}/epsilon_summary.csv"
 ULIRA_SUMMARY = f"{RESULTS}/ulira_summary.csv"
+
 HUB_MANIFEST = f"{RESULTS}/hub/manifest.json"
+
+
+def run_metric_summary(name: str) -> str:
+    """The summary of a per-run metric (:mod:`unlearnbench.run_metrics`), e.g. ``results/epsilon_summary.csv``."""
+    return f"{RESULTS}/{name}_summary.csv"
+
 
 # the report (workflow/rules/report.smk; `unlearnbench report`)
 SUMMARY_MD = f"{RESULTS}/summary.md"
@@ -113,7 +119,7 @@ class Layout:
 
     def scores(self, name: str, method: str = "{method}", run: str = "{run}", forget_set: str = "{forget_set}",
                sample: str = "{sample}") -> str:
-        """One file of a KLOM score: ``klom.npz``, ``stats.csv`` or ``epsilon.csv``."""
+        """One file of a KLOM score: ``klom.npz``, ``stats.csv`` or a per-run metric's table (``epsilon.csv``)."""
         return self._path("klom", method, run, forget_set_part(forget_set), sample, name)
 
     def selected(self, forget_set: str = "{forget_set}") -> str:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from . import layout
 from .layout import BEST_RUNS_HTML, SUMMARY_HTML, SUMMARY_MD, extra_table_html, figure
+from .run_metrics import RUN_METRICS, section_on
 
 PER_FORGET_SET_FIGURES = ("tradeoff", "klom_epochs", "margins")
 
@@ -18,19 +19,15 @@ PER_FORGET_SET_FIGURES = ("tradeoff", "klom_epochs", "margins")
 # ``{dataset}`` in a path stands for the configured data set.
 OPTIONAL_TABLES: dict[str, tuple[str, str]] = {
     "ulira": (layout.ULIRA_SUMMARY, "U-LiRA"),
-    "epsilon": (layout.EPSILON_SUMMARY, "epsilon"),
+    **{name: (layout.run_metric_summary(name), metric.title) for name, metric in RUN_METRICS.items()},
     "pool": (layout.Layout("{dataset}").datamodel_quality, "datamodel fit quality"),
 }
 
 
 def enabled_optional_tables(config: Mapping) -> dict[str, tuple[str, str]]:
     """``{name: (table path, title)}`` of the optional tables this config produces."""
-    enabled = {}
-    for name, (path, title) in OPTIONAL_TABLES.items():
-        section = config.get(name)
-        if section and not (isinstance(section, Mapping) and section.get("enabled") is False):
-            enabled[name] = (path.format(dataset=config.get("dataset")), title)
-    return enabled
+    return {name: (path.format(dataset=config.get("dataset")), title)
+            for name, (path, title) in OPTIONAL_TABLES.items() if section_on(config, name)}
 
 
 def score_files(template: str, dataset: str, forget_set: str, runs: Iterable[Mapping[str, str]]) -> list[str]:

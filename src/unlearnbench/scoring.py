@@ -14,6 +14,7 @@ One function, :func:`score_margins`, used by the workflow's ``score_klom`` job (
   (:mod:`unlearnbench.metrics.epsilon`; Triantafillou et al., arXiv 2406.09073, spec §8): forget score ×
   (retain accuracy ratio) × (test accuracy ratio), each ratio unlearned / retrained, with argmax accuracies
   averaged over models first (as the challenge's released code does). The validation split is the test set.
+  In the workflow it is a per-run metric (:mod:`unlearnbench.run_metrics`, :func:`epsilon_row`), as any other.
 
 Conventions where the sources have none: a run with a non-finite margin (a diverged model) gets final score 0 and
 no bootstrap interval (every resample containing that model saturates); the final score is NaN when an accuracy
@@ -39,14 +40,16 @@ from .metrics.bootstrap import ALPHA, klom_percentile_ci
 from .metrics.groups import group_masks, group_stats
 from .metrics.klom import klom as klom_per_point
 from .metrics.klom import saturation
+from .run_metrics import RUN_METRICS
+from .run_metrics import compute as compute_run_metric
 
-__all__ = ["EPSILON_COLUMNS", "GROUPS", "KlomOptions", "RunScores", "Scores", "Snapshots", "group_accuracy",
-           "score_margins", "score_snapshots", "snapshot_line", "snapshot_rows"]
+__all__ = ["EPSILON_COLUMNS", "GROUPS", "KlomOptions", "RunScores", "ScoredSnapshot", "Scores", "Snapshots",
+           "epsilon_row", "group_accuracy", "score_margins", "score_snapshots", "snapshot_line", "snapshot_rows"]
 
 log = logging.getLogger(__name__)
 
 GROUPS = ("forget", "retain", "val")
-EPSILON_COLUMNS = ("n_forget", "epsilon_mean", "epsilon_max", "forget_score", "final_score")
+EPSILON_COLUMNS = RUN_METRICS["epsilon"].columns
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,24 @@ def _epsilon_scores(u, o, forget, masks, options, correct_u, correct_o) -> dict:
             "forget_score": score, "final_score": final}
 
 
+@dataclass
+class ScoredSnapshot:
+    """What a per-run metric (:mod:`unlearnbench.run_metrics`) sees at one snapshot of a run."""
+
+    unlearned: np.ndarray  # margins [M, P]
+    oracle: np.ndarray  # margins [Mo, P]
+    forget: np.ndarray  # train indices
+    masks: dict[str, np.ndarray]  # GROUPS -> bool [P]
+    correct_unlearned: np.ndarray | None  # bool [M, P] argmax correctness, or None when unknown
+    correct_oracle: np.ndarray | None  # bool [Mo, P], or None
+
+
+def epsilon_row(snapshot: ScoredSnapshot, delta: float, cap: float) -> dict:
+    """The challenge's ε at one snapshot (:data:`EPSILON_COLUMNS`), as :func:`score_margins` computes it."""
+    return _epsilon_scores(snapshot.unlearned, snapshot.oracle, snapshot.forget, snapshot.masks,
+                           {"delta": delta, "cap": cap}, snapshot.correct_unlearned, snapshot.correct_oracle)
+
+
 # every snapshot of an unlearned run ---------------------------------------------------------------------
 
 
@@ -194,34 +215,45 @@ class Snapshots:
 
 @dataclass
 class RunScores:
-    """A run's scores at every snapshot: per-point KLOM ``[S, P]`` and the rows of its stats and ε tables."""
+    """A run's scores at every snapshot: per-point KLOM ``[S, P]``, the rows of its stats table and, per
+    per-run metric (:mod:`unlearnbench.run_metrics`), the rows of its table."""
 
     klom: np.ndarray
     direction: str
     stats: list[dict]
-    epsilon: list[dict]
+    metrics: dict[str, list[dict]]
 
 
 def score_snapshots(run: Snapshots, oracle: np.ndarray, forget: np.ndarray, n_train: int, klom: dict,
-                    bootstrap: dict, epsilon: dict | None, cost_unit: int,
+                    bootstrap: dict, metrics: dict[str, dict | None], cost_unit: int,
                     oracle_correct: np.ndarray | None = None) -> RunScores:
     """Score every snapshot of ``run`` against the ``oracle [Mo, P]`` margins (:func:`score_margins`, its
     bootstrap seeded by the snapshot's epoch); ``klom``: the config's ``klom`` mapping; ``bootstrap``:
-    ``{n_resamples, alpha}``; ``cost_unit``: the samples of one base-model training run (see
+    ``{n_resamples, alpha}``; ``metrics``: per per-run metric its options, or None to skip it
+    (:func:`unlearnbench.run_metrics.options`); ``cost_unit``: the samples of one base-model training run (see
     :func:`snapshot_rows`)."""
     options = KlomOptions.from_config(klom)
-    scores, stats, eps_rows = [], [], []
+    scores, stats = [], []
+    tables: dict[str, list[dict]] = {name: [] for name in metrics}
     for s, epoch in enumerate(run.epochs):
+        correct = None if run.correct is None else run.correct[s]
         scored = score_margins(
             run.margins[s], oracle, forget, n_train, klom=options, percentiles=klom["percentiles"],
-            bootstrap=bootstrap["n_resamples"], alpha=bootstrap["alpha"], seed=int(epoch), epsilon=epsilon,
-            correct_unlearned=None if run.correct is None else run.correct[s], correct_oracle=oracle_correct)
+            bootstrap=bootstrap["n_resamples"], alpha=bootstrap["alpha"], seed=int(epoch),
+            correct_unlearned=correct, correct_oracle=oracle_correct)
         scores.append(scored.klom)
         stats += snapshot_rows(run, s, scored, oracle.shape[0], cost_unit, options.direction)
-        if scored.epsilon is not None:
-            eps_rows.append({"epoch": int(epoch), **scored.epsilon})
-        log.info("epoch %d: %s", epoch, snapshot_line(scored, int(run.diverged[s].sum())))
-    return RunScores(np.stack(scores), options.direction, stats, eps_rows)
+        snapshot = ScoredSnapshot(run.margins[s], oracle, np.asarray(forget),
+                                  group_masks(forget, n_train, run.margins.shape[-1] - n_train), correct,
+                                  oracle_correct)
+        line = snapshot_line(scored, int(run.diverged[s].sum()))
+        for name, metric_options in metrics.items():
+            if metric_options is not None:
+                row = compute_run_metric(name, snapshot, metric_options)
+                tables[name].append({"epoch": int(epoch), **row})
+                line += f"; {name} " + ", ".join(f"{k} {v:.4g}" for k, v in row.items())
+        log.info("epoch %d: %s", epoch, line)
+    return RunScores(np.stack(scores), options.direction, stats, tables)
 
 
 def snapshot_rows(run: Snapshots, s: int, scored: Scores, n_oracles: int, cost_unit: int, direction: str) -> list[dict]:

@@ -3,13 +3,14 @@
 import functools
 import re
 
-from unlearnbench import fingerprint, layout, method_inputs, plan
+from unlearnbench import fingerprint, layout, method_inputs, plan, run_metrics
 from unlearnbench.config import dataset_spec
 from unlearnbench.content_digests import DigestCache
 from unlearnbench.device import device_request, gpus_per_job
 from unlearnbench.identity import Identity
 from unlearnbench import report_plan, selection
 from unlearnbench.methods import lookup
+from unlearnbench.run_metrics import RUN_METRICS
 
 DATASET = config["dataset"]
 DATA = dataset_spec(config)
@@ -34,6 +35,11 @@ RES["gpu"] = gpus_per_job(
 PATHS = layout.Layout(DATASET)
 SPLITS = PATHS.splits
 FORGET_SET = PATHS.forget_set()
+# per-run metrics (unlearnbench.run_metrics): each one's table in every KLOM score, and its summary
+RUN_METRIC_TABLES = {name: PATHS.scores(f"{name}.csv") for name in RUN_METRICS}
+RUN_METRIC_SUMMARIES = {
+    f"{name}_summary": layout.run_metric_summary(name) for name in RUN_METRICS
+}
 # an attribution matrix replacing the pool fit (datamodels.import), or None
 DATAMODELS_IMPORT = config["datamodels"]["import"]
 # estimator and penalty reach a job only when it fits the pool: with an import they change nothing
@@ -257,10 +263,11 @@ def get_bootstrap(wildcards):
     )
 
 
-def get_epsilon(wildcards):
-    """The challenge's ε on the report sample only (the headline shows it at the reported runs)."""
+def get_run_metric_options(wildcards):
+    """Per-run metrics (the challenge's ε, ...) on the report sample only (the headline shows them at the
+    reported runs): per metric its options, or None."""
     kind, _ = selection.parse_sample(wildcards.sample)
-    return config["epsilon"] if kind == "report" else None
+    return run_metrics.options(config, kind)
 
 
 # Selection: which run of a method is reported (unlearnbench.selection) -----------------------------
@@ -320,6 +327,11 @@ def score_paths(runs, name):
 def get_all_scores(wildcards, name):
     """One file ``name`` of every KLOM score the summary collects."""
     return score_paths(scored_runs(), name)
+
+
+def get_run_metric_tables(wildcards):
+    """Per per-run metric, its table of every KLOM score the summary collects."""
+    return {name: score_paths(scored_runs(), f"{name}.csv") for name in RUN_METRICS}
 
 
 def get_selection_files(wildcards=None):
@@ -485,12 +497,13 @@ def unselected_scores():
 
 
 def get_final_outputs():
-    """Every final target, the inputs of the default target: the KLOM and ε summaries, the pool's
-    products when there is a pool, and the report's tables and figures (report_plan)."""
+    """Every final target, the inputs of the default target: the KLOM summary and each per-run metric's,
+    the pool's products when there is a pool, and the report's tables and figures (report_plan).
+    """
     outputs = [
         layout.KLOM_SUMMARY,
         layout.KLOM_SUMMARY_PARQUET,
-        layout.EPSILON_SUMMARY,
+        *RUN_METRIC_SUMMARIES.values(),
         *unselected_scores(),
     ]
     if POOL_SHARDS:

@@ -1,6 +1,7 @@
-# KLOM per point and per group (no torch: these jobs start fast), then the summary table. A score is
-# of one sample: "selection" (selection models vs selection oracles, every snapshot: chooses the run) or
-# "report_epoch~<e>" (the chosen run on the report models vs the scored oracles).
+# KLOM per point and per group, and the per-run metrics (unlearnbench.run_metrics; no torch: these jobs
+# start fast), then the summary tables. A score is of one sample: "selection" (selection models vs
+# selection oracles, every snapshot: chooses the run) or "report_epoch~<e>" (the chosen run on the
+# report models vs the scored oracles).
 
 
 rule score_klom:
@@ -9,9 +10,9 @@ rule score_klom:
         oracles=get_scored_oracle_margins,
         forget_set=FORGET_SET,
     output:
+        **RUN_METRIC_TABLES,
         scores=PATHS.scores("klom.npz"),
         stats=PATHS.scores("stats.csv"),
-        epsilon=PATHS.scores("epsilon.csv"),
     log:
         PATHS.log("score_klom", PATHS.scores("stats.csv")),
     benchmark:
@@ -23,7 +24,7 @@ rule score_klom:
     params:
         klom_options=config["klom"],
         bootstrap=get_bootstrap,
-        epsilon_options=get_epsilon,
+        run_metrics=get_run_metric_options,
         n_train=DATA.n_train,
         n_val=DATA.n_val,
         cost_unit=DATA.n_train * config["train"]["epochs"],
@@ -35,13 +36,13 @@ rule score_klom:
 
 rule summarize:
     input:
+        unpack(get_run_metric_tables),
         stats=lambda w: get_all_scores(w, "stats.csv"),
-        epsilon=lambda w: get_all_scores(w, "epsilon.csv"),
         selections=get_selection_files,
     output:
+        **RUN_METRIC_SUMMARIES,
         csv=layout.KLOM_SUMMARY,
         parquet=layout.KLOM_SUMMARY_PARQUET,
-        epsilon_summary=layout.EPSILON_SUMMARY,
     log:
         PATHS.log("summarize", layout.KLOM_SUMMARY),
     localrule: True

@@ -9,18 +9,20 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def score_klom(unlearned: list[str], oracles: list[str], forget_set: str, scores: str, stats: str, epsilon: str,
-               klom_options: dict, bootstrap: dict | None, epsilon_options: dict | None, n_train: int, n_val: int,
-               cost_unit: int, identity: dict) -> None:
+def score_klom(unlearned: list[str], oracles: list[str], forget_set: str, scores: str, stats: str,
+               klom_options: dict, bootstrap: dict | None, run_metrics: dict, n_train: int, n_val: int,
+               cost_unit: int, identity: dict, **tables: str) -> None:
     """Per-point KLOM of the ``unlearned`` shards vs the scored ``oracles`` at each snapshot (``scores``),
-    per-group statistics with bootstrap intervals over model draws and argmax accuracies (``stats``), and the
-    NeurIPS'23 challenge ε of the forget points (``epsilon``): :func:`unlearnbench.scoring.score_snapshots`.
-    ``identity`` (:class:`unlearnbench.identity.Identity` fields: data set, model, forget set, method, run,
-    sample) is stored in all three, and names the run in the log."""
+    per-group statistics with bootstrap intervals over model draws and argmax accuracies (``stats``), and each
+    per-run metric's table (``tables``, by metric name: the NeurIPS'23 challenge ε of the forget points, ...;
+    ``run_metrics``: their options, None where not computed; see :mod:`unlearnbench.run_metrics`):
+    :func:`unlearnbench.scoring.score_snapshots`. ``identity`` (:class:`unlearnbench.identity.Identity` fields:
+    data set, model, forget set, method, run, sample) is stored in each, and names the run in the log."""
     import pandas as pd
 
     from .. import identity as identified
-    from ..scoring import EPSILON_COLUMNS, score_snapshots
+    from ..run_metrics import RUN_METRICS
+    from ..scoring import score_snapshots
     from ..storage import MARGINS_REQUIRED, load_arrays, load_npy
 
     who = identified.Identity(**identity)
@@ -37,11 +39,15 @@ def score_klom(unlearned: list[str], oracles: list[str], forget_set: str, scores
              who.describe(), run.margins.shape[1], len(unlearned), len(run.epochs), oracle.shape[0],
              len(oracle_parts), run.margins.shape[-1], n_train, n_val, forget_set, len(forget),
              klom_options["direction"])
+    if set(tables) != set(RUN_METRICS) or set(run_metrics) != set(RUN_METRICS):
+        raise ValueError(f"per-run metrics {sorted(RUN_METRICS)}: the job has tables {sorted(tables)} and options "
+                         f"for {sorted(run_metrics)}")
     scored = score_snapshots(run, oracle, forget, n_train, klom_options, bootstrap or {"n_resamples": 0, "alpha": 0.05},
-                             epsilon_options, cost_unit, oracle_correct)
+                             run_metrics, cost_unit, oracle_correct)
     identified.save_arrays(scores, who, klom=scored.klom, epochs=run.epochs, direction=np.str_(scored.direction))
     identified.save_table(stats, who, pd.DataFrame(scored.stats))
-    identified.save_table(epsilon, who, pd.DataFrame(scored.epsilon, columns=["epoch", *EPSILON_COLUMNS]))
+    for name, metric in RUN_METRICS.items():
+        identified.save_table(tables[name], who, pd.DataFrame(scored.metrics[name], columns=["epoch", *metric.columns]))
 
 
 def _load_unlearned(paths: list[str]):
@@ -74,10 +80,11 @@ def _stored_correctness(parts: list[dict], paths: list[str], axis: int) -> np.nd
     return np.concatenate([p["correct"] for p in parts], axis=axis)
 
 
-def summarize(stats: list[str], epsilon: list[str], selections: list[str], csv: str, parquet: str,
-              epsilon_summary: str, fixed_selections: list[dict], rule: str, methods: dict,
-              descriptions: dict) -> None:
-    """The KLOM summary (``csv``, ``parquet``) and the ε summary, one row per run, sample, snapshot (and group).
+def summarize(stats: list[str], selections: list[str], csv: str, parquet: str, fixed_selections: list[dict],
+              rule: str, methods: dict, descriptions: dict, **run_metrics: str | list[str]) -> None:
+    """The KLOM summary (``csv``, ``parquet``) and each per-run metric's summary (``run_metrics``: ``<name>``, the
+    metric's score tables, and ``<name>_summary``, its summary; :mod:`unlearnbench.run_metrics`), one row per run,
+    sample, snapshot (and group).
 
     Each score file says whose it is (:mod:`unlearnbench.identity`: data set, model, forget set, method, run and
     sample; the summary shows the sample's kind, ``selection`` or ``report``). ``selections`` (JSON of the
@@ -85,6 +92,7 @@ def summarize(stats: list[str], epsilon: list[str], selections: list[str], csv: 
     run; ``methods``: per method its ``role`` and ``pool_cost``; ``descriptions``: per forget set its description.
     See :func:`unlearnbench.selection.annotate` for the columns added.
     """
+    from ..run_metrics import RUN_METRICS
     from ..selection import annotate, read_selection
     from ..storage import save_table
 
@@ -94,7 +102,8 @@ def summarize(stats: list[str], epsilon: list[str], selections: list[str], csv: 
     table = annotate(table, chosen, rule, methods or {}, descriptions or {})
     save_table(csv, table)
     save_table(parquet, table)
-    save_table(epsilon_summary, _stack_scores(epsilon, ids, ids))
+    for name in RUN_METRICS:
+        save_table(run_metrics[f"{name}_summary"], _stack_scores(run_metrics[name], ids, ids))
 
 
 def _stack_scores(paths: list[str], first: list[str], order: list[str]):
