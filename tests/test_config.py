@@ -312,3 +312,14 @@ def test_two_draws_that_would_coincide_are_refused_unless_both_seeds_are_written
     assert "same points" in refused(config, "forget_sets.1.seed")
     config["forget_sets"][0]["seed"] = 0
     validate(config, SCHEMA)  # asked for twice, explicitly
+
+
+def test_every_config_key_is_documented_in_the_config_readme():
+    """Each top-level key and each key of a section (a per-run metric's options, ...) is named in config/README.md;
+    the methods' own keys are their generated table's (test_method_docs.py)."""
+    schema = yaml.safe_load(SCHEMA.read_text())["properties"]
+    text = (REPO / "config/README.md").read_text()
+    undocumented = [key for key in schema if f"`{key}" not in text]
+    undocumented += [f"{top}.{key}" for top, section in schema.items() if top != "methods"
+                     for key in section.get("properties", {}) if f"{top}.{key}" not in text and f"`{key}`" not in text]
+    assert not undocumented, f"config keys not in config/README.md: {undocumented}"
