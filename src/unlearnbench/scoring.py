@@ -266,14 +266,11 @@ def snapshot_rows(run: Snapshots, s: int, scored: Scores, n_oracles: int, cost_u
 
 
 def snapshot_line(scored: Scores, n_diverged: int) -> str:
-    """``forget P95 9.12 acc 1.000 (oracle 0.871) | retain ... | val ...; ε forget score ..., final ...``."""
+    """``forget P95 9.12 acc 1.000 (oracle 0.871) | retain ... | val ...; 2 diverged model(s)``."""
 
     def number(value: float, digits: int) -> str:
         return "n/a" if np.isnan(value) else f"{value:.{digits}f}"
 
     groups = " | ".join(f"{r['group']} P95 {r['p95']:.3f} acc {number(r['accuracy'], 3)} "
                         f"(oracle {number(r['oracle_accuracy'], 3)})" for r in scored.rows)
-    if scored.epsilon is not None:
-        groups += (f"; ε forget score {scored.epsilon['forget_score']:.3f}, "
-                   f"final score {number(scored.epsilon['final_score'], 3)}")
     return groups + (f"; {n_diverged} diverged model(s)" if n_diverged else "")
