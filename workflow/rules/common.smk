@@ -320,7 +320,7 @@ def scored_runs(chosen=True):
 
 
 def score_paths(runs, name):
-    """One file ``name`` (stats.csv or epsilon.csv) of each score in ``runs`` (from scored_runs)."""
+    """One file ``name`` (stats.csv, or a per-run metric's table) of each score in ``runs`` (from scored_runs)."""
     return [PATHS.scores(name, m, r, fs, sample) for m, r, fs, sample in runs]
 
 

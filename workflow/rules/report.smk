@@ -17,7 +17,7 @@ REPORT_POINTS = 3  # forget points with margin histograms, per forget set
 REPORT_REFERENCE = next(iter(with_role(RUNS, "no_unlearning", config["plugins"])), "")
 OPTIONAL_TABLES = report_plan.enabled_optional_tables(
     config
-)  # U-LiRA, epsilon when enabled
+)  # U-LiRA, the per-run metrics (epsilon), the pool: when enabled
 
 
 rule report_tables:
