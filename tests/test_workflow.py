@@ -150,11 +150,11 @@ def test_every_row_has_argmax_accuracies_and_score_logs_say_what_they_scored(tin
     selection = (logs / "selection.log").read_text()
     assert (f"scoring method gradient_ascent, run {run}, forget set 1: 10 unlearned models (1 shard(s)) x 2 "
             "snapshot(s) vs 10 oracles (1 shard(s)), 1797 points (300 train, 1497 val)") in selection
-    assert len(re.findall(snapshot, selection)) == 2 and "final score" not in selection, selection
+    assert len(re.findall(snapshot, selection)) == 2 and "; epsilon " not in selection, selection
     # the report sample: the chosen snapshot only, against the scored oracles, with ε
     report = (logs / f"report_epoch~{epoch}.log").read_text()
     assert "10 unlearned models (1 shard(s)) x 1 snapshot(s) vs 10 oracles" in report
-    assert len(re.findall(snapshot + r".*final score", report)) == 1, report
+    assert len(re.findall(snapshot + r".*; epsilon .*final_score", report)) == 1, report
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
