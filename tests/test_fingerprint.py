@@ -107,6 +107,25 @@ def test_the_loop_reaches_training_and_unlearning_not_margins_or_scoring(library
     assert not hit & {"prepare_dataset", "make_forget_set", "compute_margins", "score_klom", "summarize"}, hit
 
 
+def test_a_method_inputs_loader_reaches_the_unlearning_jobs_not_scoring(library):
+    """Each kind of input names its loader as a "module:function" text (method_inputs.INPUTS), which no import
+    statement shows: the fingerprint follows it."""
+    before = fingerprints()
+    edit_function(library / "method_inputs.py", "load_margins")
+    hit = changed(before, fingerprints())
+    assert {"unlearn", "unlearn+do_nothing"} <= hit
+    assert not hit & {*TRAIN, "compute_margins", "score_klom", "summarize"}, hit
+
+
+def test_a_per_run_metric_reaches_scoring_and_nothing_upstream(library):
+    """A per-run metric is named as a "module:function" text in run_metrics.RUN_METRICS: the fingerprint follows it."""
+    before = fingerprints()
+    edit_function(library / "scoring.py", "epsilon_row")
+    hit = changed(before, fingerprints())
+    assert "score_klom" in hit
+    assert not hit & {"prepare_dataset", *TRAIN, "compute_margins", "unlearn", "ulira_unlearn"}, hit
+
+
 def test_the_shared_method_base_reaches_every_finetune_method(library):
     before = fingerprints()
     edit_function(library / "methods" / "base.py", "sgd")

@@ -12,8 +12,9 @@ imported or executed):
   plug-in's own top-level package. A module's top-level statements (and its decorated definitions)
   always count once the module is imported, because they run at import time; a module used as a
   value rather than as ``module.name`` counts whole, as does ``import a.b`` and ``from m import *``;
-- the ``"module:function"`` texts of the data-set and model registries (:mod:`unlearnbench.registry`), as
-  uses of those functions;
+- the ``"module:function"`` texts of the data-set and model registries (:mod:`unlearnbench.registry`), of
+  the kinds of method inputs (:mod:`unlearnbench.method_inputs`) and of the per-run metrics
+  (:mod:`unlearnbench.run_metrics`), as uses of those functions;
 - for unlearning jobs, the method's function (``module:function`` of the registry or of ``plugins``),
   because the registry finds it by name at run time, which no import statement shows. Plug-in
   files are located with :class:`importlib.machinery.PathFinder`, without running them.

@@ -51,14 +51,16 @@ def _matching_oracles(paths: layout.Layout, config: dict, forget_set: str, shard
     return [paths.weights(layout.oracle_family(forget_set), s) for s in plan.holdout_oracle_shards(config)]
 
 
-INPUTS: dict[str, MethodInput] = {
-    "base_margins": MethodInput("the base models' margins", _base_margins, f"{__name__}:load_margins"),
+INPUTS: dict[str, MethodInput] = {  # loaders as literal "module:function" texts: the code fingerprint follows them
+    "base_margins": MethodInput("the base models' margins", _base_margins, "unlearnbench.method_inputs:load_margins"),
     "holdout_margins": MethodInput("the held-out oracles' margins, scored as its unlearned models", _holdout_margins,
-                                   f"{__name__}:load_margins", held_out_oracles=MIN_SCORED_MODELS, held_out_models=True),
-    "datamodel_effect": MethodInput("Σ_{i∈F} β_i of the pool's datamodels, for margins and logits", _datamodel_effect,
-                                    f"{__name__}:load_datamodel_effect", uses_pool=True),
+                                   "unlearnbench.method_inputs:load_margins", held_out_oracles=MIN_SCORED_MODELS,
+                                   held_out_models=True),
+    "datamodel_effect": MethodInput("Σ_{i∈F} β_i of the pool's datamodels, for margins and logits",
+                                    _datamodel_effect, "unlearnbench.method_inputs:load_datamodel_effect",
+                                    uses_pool=True),
     "matching_oracles": MethodInput("the held-out oracles' weights, one matched to each base model as its target",
-                                    _matching_oracles, f"{__name__}:load_weights", held_out_oracles=1),
+                                    _matching_oracles, "unlearnbench.method_inputs:load_weights", held_out_oracles=1),
 }
 
 
