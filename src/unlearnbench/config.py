@@ -346,11 +346,11 @@ def _check_models(config: dict, schema: dict) -> None:
 
     held_out = config["n_holdout_oracles"]
     for name in config["methods"]:
-        for need in _registry_needs(name, config):
-            fewest = kind(need).held_out_oracles
-            if held_out < fewest:
-                raise ConfigError(f"config key n_holdout_oracles: the {name} method needs {kind(need).what}: at least "
-                                  f"{fewest} held-out oracle{'s' if fewest > 1 else ''}, got {held_out}")
+        for need in map(kind, _registry_needs(name, config)):
+            if held_out < need.held_out_oracles:
+                raise ConfigError(f"config key n_holdout_oracles: the {name} method needs {need.what}: at least "
+                                  f"{need.held_out_oracles} held-out oracle{'s' if need.held_out_oracles > 1 else ''}, "
+                                  f"got {held_out}")
     if config["pool"] and config["pool"]["n_models"] <= config["datamodels"]["holdout_models"]:
         raise ConfigError("config key datamodels.holdout_models: must be below pool.n_models")
 

@@ -34,6 +34,11 @@ RUN_METRICS: dict[str, RunMetric] = {
 }
 
 
+def summary_key(name: str) -> str:
+    """The name under which ``summarize`` gets a metric's summary file (its tables come under ``name``)."""
+    return f"{name}_summary"
+
+
 def section_on(config: Mapping, name: str) -> bool:
     """Whether the config section ``name`` turns its table on: present, and neither false nor ``{enabled: false}``."""
     section = config.get(name)

@@ -77,6 +77,7 @@ class Scores:
     klom: np.ndarray  # per-point KLOM, float64 [P]
     rows: list[dict]  # one per non-empty group, in GROUPS order
     epsilon: dict | None  # EPSILON_COLUMNS of the forget points, or None when not asked for
+    masks: dict[str, np.ndarray] | None = None  # GROUPS -> bool [P], the points of each group
 
 
 def group_accuracy(correct: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
@@ -157,7 +158,7 @@ def score_margins(
     eps = None
     if epsilon is not None:
         eps = _epsilon_scores(u, o, forget, masks, epsilon, correct_unlearned, correct_oracle)
-    return Scores(scores, rows, eps)
+    return Scores(scores, rows, eps, masks)
 
 
 def _epsilon_scores(u, o, forget, masks, options, correct_u, correct_o) -> dict:
@@ -243,9 +244,7 @@ def score_snapshots(run: Snapshots, oracle: np.ndarray, forget: np.ndarray, n_tr
             correct_unlearned=correct, correct_oracle=oracle_correct)
         scores.append(scored.klom)
         stats += snapshot_rows(run, s, scored, oracle.shape[0], cost_unit, options.direction)
-        snapshot = ScoredSnapshot(run.margins[s], oracle, np.asarray(forget),
-                                  group_masks(forget, n_train, run.margins.shape[-1] - n_train), correct,
-                                  oracle_correct)
+        snapshot = ScoredSnapshot(run.margins[s], oracle, np.asarray(forget), scored.masks, correct, oracle_correct)
         line = snapshot_line(scored, int(run.diverged[s].sum()))
         for name, metric_options in metrics.items():
             if metric_options is not None:

@@ -38,7 +38,8 @@ FORGET_SET = PATHS.forget_set()
 # per-run metrics (unlearnbench.run_metrics): each one's table in every KLOM score, and its summary
 RUN_METRIC_TABLES = {name: PATHS.scores(f"{name}.csv") for name in RUN_METRICS}
 RUN_METRIC_SUMMARIES = {
-    f"{name}_summary": layout.run_metric_summary(name) for name in RUN_METRICS
+    run_metrics.summary_key(name): layout.run_metric_summary(name)
+    for name in RUN_METRICS
 }
 # an attribution matrix replacing the pool fit (datamodels.import), or None
 DATAMODELS_IMPORT = config["datamodels"]["import"]
@@ -331,7 +332,8 @@ def get_all_scores(wildcards, name):
 
 def get_run_metric_tables(wildcards):
     """Per per-run metric, its table of every KLOM score the summary collects."""
-    return {name: score_paths(scored_runs(), f"{name}.csv") for name in RUN_METRICS}
+    runs = scored_runs()
+    return {name: score_paths(runs, f"{name}.csv") for name in RUN_METRICS}
 
 
 def get_selection_files(wildcards=None):

@@ -92,7 +92,7 @@ def summarize(stats: list[str], selections: list[str], csv: str, parquet: str, f
     run; ``methods``: per method its ``role`` and ``pool_cost``; ``descriptions``: per forget set its description.
     See :func:`unlearnbench.selection.annotate` for the columns added.
     """
-    from ..run_metrics import RUN_METRICS
+    from ..run_metrics import RUN_METRICS, summary_key
     from ..selection import annotate, read_selection
     from ..storage import save_table
 
@@ -103,7 +103,7 @@ def summarize(stats: list[str], selections: list[str], csv: str, parquet: str, f
     save_table(csv, table)
     save_table(parquet, table)
     for name in RUN_METRICS:
-        save_table(run_metrics[f"{name}_summary"], _stack_scores(run_metrics[name], ids, ids))
+        save_table(run_metrics[summary_key(name)], _stack_scores(run_metrics[name], ids, ids))
 
 
 def _stack_scores(paths: list[str], first: list[str], order: list[str]):
