@@ -220,8 +220,11 @@ def claim_device(preference: str = "auto") -> str:
 
 
 def torch_setup(threads: int, device_preference: str, compile: bool = False) -> str:
-    """Threads, device and deterministic kernels for a torch job; ``compile`` opts the training forward
-    into ``torch.compile`` (:data:`unlearnbench.stack.ENGINE`).
+    """Threads, device, deterministic kernels and malloc thresholds for a torch job; ``compile`` opts the
+    training forward into ``torch.compile`` (:data:`unlearnbench.stack.ENGINE`).
+
+    Freed memory stays with the job for its next tensors (:func:`unlearnbench.memory.keep_freed_memory`):
+    no number changes, page faults do.
 
     Deterministic mode is switched on with ``torch._C._set_deterministic_algorithms``, the switch
     ``torch.use_deterministic_algorithms`` sets, because the public function also imports
@@ -234,7 +237,9 @@ def torch_setup(threads: int, device_preference: str, compile: bool = False) -> 
     import torch
 
     from .loop import configure
+    from .memory import keep_freed_memory
 
+    keep_freed_memory()
     torch.set_num_threads(threads)
     device = claim_device(device_preference)
     if device.startswith("cuda"):
