@@ -35,13 +35,17 @@ def test_training_lowers_the_loss(digits):
 
 
 def test_batched_training_equals_one_model_at_a_time(digits):
+    """Equal up to float rounding (a grouped convolution sums in another order than a single one). Two
+    epochs: longer runs at this learning rate amplify the rounding chaotically, by how much depends on the
+    CPU's kernels (measured on an AVX-512 Xeon: 4e-7 after 2 epochs, 9e-7 after 4, 2e-3 after 8)."""
     splits, x, y = digits
     seeds = [11, 12, 13]
     together = ModelStack.initialise("digits_cnn", 10, 1, seeds, range(3))
     alone = ModelStack.initialise("digits_cnn", 10, 1, seeds, range(3))
     points = np.arange(0, splits.n_train, 3)
-    train_stack(together, x, y, points, seeds, RECIPE)
-    train_stack(alone, x, y, points, seeds, RECIPE, models_per_batch=1)
+    recipe = dataclasses.replace(RECIPE, epochs=2, peak_epoch=1)
+    train_stack(together, x, y, points, seeds, recipe)
+    train_stack(alone, x, y, points, seeds, recipe, models_per_batch=1)
     for name, value in together.params.items():
         torch.testing.assert_close(value, alone.params[name], rtol=1e-4, atol=1e-5)
     for name, value in together.buffers.items():  # BatchNorm running statistics included
