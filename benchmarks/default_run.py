@@ -156,6 +156,12 @@ def klom_p95_delta(base: Path, cand: Path) -> str:
         return "klom_summary.csv missing"
     keys = ["forget_set", "method", "run", "epoch", "group"]
     a, b = pd.read_csv(base / path), pd.read_csv(cand / path)
+    # a summary with a selection sample has a row per sample: match its report rows with a summary from
+    # before the selection sample (whose runs were all scored on the report models), and sample with sample
+    if "sample" in a and "sample" in b:
+        keys.append("sample")
+    else:
+        a, b = (t[t["sample"] == "report"] if "sample" in t else t for t in (a, b))
     merged = a[keys + ["p95"]].merge(b[keys + ["p95"]], on=keys, suffixes=("_base", "_cand"))
     delta = (merged.p95_base - merged.p95_cand).abs()
     return f"klom_summary p95: {len(merged)} rows matched, max |Δ| {delta.max():.3g}, mean |Δ| {delta.mean():.3g}"
