@@ -88,7 +88,12 @@ class _BatchNorm2d(_Leaf):
             self.b("num_batches_tracked").add_(1)
         h = F.batch_norm(h, self.b("running_mean").view(-1), self.b("running_var").view(-1), None, None,
                          self.state.train, bn.momentum, bn.eps)
-        return h * self.p("weight").view(shape) + self.p("bias").view(shape)
+        weight, bias = self.p("weight").view(shape), self.p("bias").view(shape)
+        # the same products and sums, in place where nothing needs the tensor they overwrite: without a graph,
+        # batch_norm's fresh output; with one, the product (autograd keeps a product's inputs, not its result)
+        if torch.is_grad_enabled():
+            return (h * weight).add_(bias)
+        return h.mul_(weight).add_(bias)
 
 
 class _Linear(_Leaf):
