@@ -130,8 +130,9 @@ def klom_percentile_ci(
     for start in range(0, n_resamples, batch):
         b = slice(start, min(start + batch, n_resamples))
         nb = b.stop - b.start
-        ub = u[idx_u[b]].transpose(1, 0, 2).reshape(mu, nb * p)  # [Mu, nb·P]: resample j's points at j·P..
-        ob = o[idx_o[b]].transpose(1, 0, 2).reshape(mo, nb * p)
+        # [Mu, nb·P], resample j's points at j·P..: gathered in that order, so the reshape copies nothing
+        ub = u[idx_u[b].T].reshape(mu, nb * p)
+        ob = o[idx_o[b].T].reshape(mo, nb * p)
         values = klom(ub, ob, **klom_options).reshape(nb, p)
         stats[b] = np.percentile(values, q, axis=1)
     low, high = percentile_interval(stats, alpha)
