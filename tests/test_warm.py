@@ -249,3 +249,35 @@ def test_a_job_has_the_blas_and_openmp_threads_a_fresh_process_would_have(server
                     f"warmjobs.blas_threads({str(tmp_path / 'fresh.json')!r})"], check=True)
     fresh = json.loads((tmp_path / "fresh.json").read_text())
     assert fresh and json.loads((tmp_path / "warm.json").read_text()) == fresh
+
+
+def test_a_supervisor_answers_when_its_job_exits_not_at_its_next_poll():
+    """The exit status goes back to the script as the job ends (each poll a job waited for cost every job of
+    a run 25 ms on average); with a poll of 30 s only the exit itself can wake the supervisor in time."""
+    if warm._exit_notice(os.getpid()) is None:
+        pytest.skip("no pidfd on this system: the supervisor polls")
+    script, supervisor = __import__("socket").socketpair()
+    with script, supervisor:
+        worker = os.fork()
+        if worker == 0:
+            time.sleep(0.2)
+            os._exit(3)
+        start = time.perf_counter()
+        assert warm._wait(worker, supervisor, poll_s=30.0) == 3
+        assert time.perf_counter() - start < 5.0
+
+
+def test_a_supervisor_kills_its_job_when_the_script_goes_away():
+    script, supervisor = __import__("socket").socketpair()
+    with supervisor:
+        worker = os.fork()
+        if worker == 0:
+            script.close()  # the script's end stays open only in the script (as in a run)
+            time.sleep(60)
+            os._exit(0)
+        script.close()
+        start = time.perf_counter()
+        assert warm._wait(worker, supervisor, poll_s=30.0) is None
+        assert time.perf_counter() - start < 5.0
+    with pytest.raises(ChildProcessError):
+        os.waitpid(worker, os.WNOHANG)

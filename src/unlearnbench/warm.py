@@ -57,6 +57,7 @@ _READY = b"ready\n"
 _ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                       "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
 _SOCKET_NAME = "jobs.sock"
+POLL_S = 0.05  # how often a supervisor looks for its job's exit where the kernel cannot tell it (no pidfd)
 _DIRECTORY_PREFIX = "unlearnbench-warm-"
 
 
@@ -209,16 +210,37 @@ def _supervise(conn: socket.socket, allowed_prefix: str) -> None:
     if worker == 0:
         conn.close()
         os._exit(_work(request, allowed_prefix))
-    while True:
-        done, status = os.waitpid(worker, os.WNOHANG)
-        if done:
-            conn.sendall(json.dumps({"status": os.waitstatus_to_exitcode(status)}).encode())
-            conn.close()
-            return
-        if select.select([conn], [], [], 0.05)[0]:  # readable after our request was read: the script is gone
-            os.kill(worker, signal.SIGKILL)
-            os.waitpid(worker, 0)
-            return
+    status = _wait(worker, conn)
+    if status is not None:
+        conn.sendall(json.dumps({"status": status}).encode())
+        conn.close()
+
+
+def _wait(worker: int, conn: socket.socket, poll_s: float = POLL_S) -> int | None:
+    """The exit code of ``worker`` once it exits; None if the job's script went away first (then the worker is
+    killed). Wakes on the worker's exit itself where the kernel offers a pidfd (Linux 5.3), else polls."""
+    exited = _exit_notice(worker)
+    try:
+        while True:
+            done, status = os.waitpid(worker, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            ready = select.select([conn] if exited is None else [conn, exited], [], [], poll_s)[0]
+            if conn in ready:  # readable after our request was read: the script is gone
+                os.kill(worker, signal.SIGKILL)
+                os.waitpid(worker, 0)
+                return None
+    finally:
+        if exited is not None:
+            os.close(exited)
+
+
+def _exit_notice(pid: int) -> int | None:
+    """A file descriptor that becomes readable when child ``pid`` exits, or None where there is none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _read_line(conn: socket.socket) -> bytes:
