@@ -6,8 +6,8 @@ The jobs are those of ``benchmarks/job_kinds.py`` (``train_base`` of 100 digits 
 ``unlearn`` of gradient descent and of SCRUB; 25 models per batch, 1 thread), each in a fresh Python
 process with this checkout's library; "without" replaces ``keep_freed_memory`` by a no-op in that process,
 so glibc's default thresholds apply. Rounds alternate the order; the table gives the minimum wall time per
-job and the ratio kept / default, and the outputs of the two are compared byte for byte (memory placement
-is no arithmetic, so they must be equal). The wall time includes the interpreter and ``import torch``
+job, the ratio kept / default and the peak resident memory of each, and compares the outputs of the two
+byte for byte (memory placement is no arithmetic, so they must be equal). The wall time includes the interpreter and ``import torch``
 (about 2 s on a 2-core machine), which the warm start of a local run (``unlearnbench.warm``) spares its
 jobs: the ratio of the work alone is lower still.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import os
 import shutil
 import subprocess
 import sys
@@ -32,12 +33,19 @@ OUTPUTS = {"train_base": "base.safetensors", "compute_margins": "margins.npz", "
            "unlearn scrub": "scrub.npz"}
 
 
-def run(workdir: Path, code: str) -> float:
+def run(workdir: Path, code: str) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (MiB) of one job's process."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", f"import numpy as np\n{code}\n"], cwd=workdir, check=True,
-                   capture_output=True, env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "HOME": str(workdir),
-                                             "OMP_NUM_THREADS": "1"})
-    return time.perf_counter() - start
+    process = subprocess.Popen([sys.executable, "-c", f"import numpy as np\n{code}\n"], cwd=workdir,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "HOME": str(workdir),
+                                    "OMP_NUM_THREADS": "1"})
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        sys.exit(f"job failed ({process.returncode}): {code}")
+    return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
 
 
 def main(argv=None):
@@ -52,20 +60,25 @@ def main(argv=None):
             workdir.mkdir()
             run(workdir, PREPARE)
         best = {name: {job: float("inf") for job in JOBS} for name in prefix}
+        peak = {name: {job: 0.0 for job in JOBS} for name in prefix}
         for r in range(args.rounds):
             order = ("default", "kept") if r % 2 == 0 else ("kept", "default")
             for job in JOBS:  # pipeline order: each side consumes its own outputs
                 for name in order:
-                    best[name][job] = min(best[name][job], run(work[name], prefix[name] + JOBS[job]))
-        print(f"wall seconds per job (min of {args.rounds} rounds), 100 digits nets, 25 per batch, 1 thread")
-        print("| job | glibc default | freed memory kept | ratio | outputs |")
-        print("|---|---|---|---|---|")
+                    seconds, mib = run(work[name], prefix[name] + JOBS[job])
+                    best[name][job] = min(best[name][job], seconds)
+                    peak[name][job] = max(peak[name][job], mib)
+        print(f"wall seconds per job (min of {args.rounds} rounds), 100 digits nets, 25 per batch, 1 thread; "
+              "peak resident MiB (max over rounds)")
+        print("| job | glibc default | freed memory kept | ratio | peak MiB default / kept | outputs |")
+        print("|---|---|---|---|---|---|")
         for job in JOBS:
             d, k = best["default"][job], best["kept"][job]
             same = filecmp.cmp(work["default"] / OUTPUTS[job], work["kept"] / OUTPUTS[job], shallow=False)
-            print(f"| {job} | {d:.2f} | {k:.2f} | {k / d:.3f} | {'identical' if same else 'DIFFERENT'} |")
+            print(f"| {job} | {d:.2f} | {k:.2f} | {k / d:.3f} | {peak['default'][job]:.0f} / "
+                  f"{peak['kept'][job]:.0f} | {'identical' if same else 'DIFFERENT'} |")
         total_d, total_k = sum(best["default"].values()), sum(best["kept"].values())
-        print(f"| all four | {total_d:.2f} | {total_k:.2f} | {total_k / total_d:.3f} | |")
+        print(f"| all four | {total_d:.2f} | {total_k:.2f} | {total_k / total_d:.3f} | | |")
         return best
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -12,9 +12,10 @@ reuse. ``benchmarks/freed_memory.py`` measures the effect on one job of each tor
 
 What it does not change: any number. Memory placement is not arithmetic - torch aligns every CPU tensor
 to 64 bytes either way - so results are the same bytes (the benchmark and ``tests/test_memory.py``
-compare them). Peak memory is the job's peak either way; what changes is that freed memory stays with
-the job's process until it exits, up to :data:`TRIM_THRESHOLD`. Other C libraries (macOS, musl) are
-left as they are.
+compare them). What changes in memory: freed memory stays with the job's process until it exits, up to
+:data:`TRIM_THRESHOLD` at the top of the heap, and blocks under :data:`MMAP_THRESHOLD` share the heap, where
+they can fragment it; a job's resident size stays near its peak use instead of shrinking after it. GPU
+memory is not malloc's. Other C libraries (macOS, musl) are left as they are.
 """
 
 from __future__ import annotations
