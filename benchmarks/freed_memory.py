@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from job_kinds import JOBS, PREPARE  # noqa: E402
+from job_kinds import JOBS, PREPARE, alternating  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 DEFAULT = "import unlearnbench.memory as memory\nmemory.keep_freed_memory = lambda: False\n"
@@ -40,11 +40,10 @@ def run(workdir: Path, code: str) -> tuple[float, float]:
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "HOME": str(workdir),
                                     "OMP_NUM_THREADS": "1"})
-    _, status, usage = os.wait4(process.pid, 0)
+    _, status, usage = os.wait4(process.pid, 0)  # Popen.wait does not return the child's resource usage
     seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        sys.exit(f"job failed ({process.returncode}): {code}")
+    if os.waitstatus_to_exitcode(status):
+        sys.exit(f"job failed ({os.waitstatus_to_exitcode(status)}): {code}")
     return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
 
 
@@ -59,15 +58,9 @@ def main(argv=None):
         for workdir in work.values():
             workdir.mkdir()
             run(workdir, PREPARE)
-        best = {name: {job: float("inf") for job in JOBS} for name in prefix}
-        peak = {name: {job: 0.0 for job in JOBS} for name in prefix}
-        for r in range(args.rounds):
-            order = ("default", "kept") if r % 2 == 0 else ("kept", "default")
-            for job in JOBS:  # pipeline order: each side consumes its own outputs
-                for name in order:
-                    seconds, mib = run(work[name], prefix[name] + JOBS[job])
-                    best[name][job] = min(best[name][job], seconds)
-                    peak[name][job] = max(peak[name][job], mib)
+        runs = alternating(args.rounds, ("default", "kept"), lambda name, job: run(work[name], prefix[name] + JOBS[job]))
+        best = {name: {job: min(s for s, _ in r) for job, r in jobs.items()} for name, jobs in runs.items()}
+        peak = {name: {job: max(m for _, m in r) for job, r in jobs.items()} for name, jobs in runs.items()}
         print(f"wall seconds per job (min of {args.rounds} rounds), 100 digits nets, 25 per batch, 1 thread; "
               "peak resident MiB (max over rounds)")
         print("| job | glibc default | freed memory kept | ratio | peak MiB default / kept | outputs |")

@@ -21,9 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 SEEDS = "[int(s) for s in np.random.default_rng(0).integers(0, 2**62, 100)]"
 RECIPE = {"epochs": 30, "batch_size": 32, "lr": 0.2, "peak_epoch": 6, "momentum": 0.9, "weight_decay": 5e-4,
           "optimizer": "sgd", "schedule": "triangle", "label_smoothing": 0.0}
@@ -78,6 +81,18 @@ def run(src: Path, workdir: Path, code: str) -> float:
     return time.perf_counter() - start
 
 
+def alternating(rounds: int, sides: tuple[str, str], run_one: Callable[[str, str], T]) -> dict[str, dict[str, list[T]]]:
+    """``run_one(side, job)`` for every job of :data:`JOBS` on both sides, ``rounds`` times; the sides' order
+    alternates per round, the jobs run in pipeline order (each side consumes its own outputs). Returns each
+    side's results per job, in round order."""
+    results: dict[str, dict[str, list[T]]] = {side: {job: [] for job in JOBS} for side in sides}
+    for r in range(rounds):
+        for job in JOBS:
+            for side in sides if r % 2 == 0 else sides[::-1]:
+                results[side][job].append(run_one(side, job))
+    return results
+
+
 def checkout(revision: str, dest: Path) -> Path:
     subprocess.run(["git", "clone", "--quiet", "--no-checkout", str(REPO), str(dest)], check=True)
     subprocess.run(["git", "checkout", "--quiet", revision], cwd=dest, check=True)
@@ -98,12 +113,9 @@ def main(argv=None):
         for name, workdir in work.items():
             workdir.mkdir()
             run(sources[name], workdir, code_for(sources[name], None))
-        best = {name: {job: float("inf") for job in JOBS} for name in sources}
-        for r in range(args.rounds):
-            order = ("baseline", "candidate") if r % 2 == 0 else ("candidate", "baseline")
-            for job in JOBS:  # in pipeline order: each revision consumes its own outputs
-                for name in order:
-                    best[name][job] = min(best[name][job], run(sources[name], work[name], code_for(sources[name], job)))
+        times = alternating(args.rounds, ("baseline", "candidate"),
+                            lambda name, job: run(sources[name], work[name], code_for(sources[name], job)))
+        best = {name: {job: min(seconds) for job, seconds in jobs.items()} for name, jobs in times.items()}
         print(f"wall seconds per job (min of {args.rounds} rounds), 100 digits nets, 25 per batch, 1 thread")
         print("| job | baseline | candidate | ratio |")
         print("|---|---|---|---|")
