@@ -10,7 +10,11 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.getenv("PYTHONPATH")]))
 )
 
+from unlearnbench import rescheduling
 from unlearnbench.config import ConfigError, validate
+
+# Snakemake's scheduler starts a chain of wake-ups per finished job; keep one (unlearnbench.rescheduling)
+rescheduling.install()
 
 # The embedded default, unless a scenario is given with --configfile (a scenario is complete on its
 # own: no silent merge with the default's methods or forget sets). --config k=v still overrides.
