@@ -234,3 +234,41 @@ def test_gpu_defaults_to_auto_and_one_job_per_gpu():
     config = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
     validate(config, REPO / "workflow/schemas/config.schema.yaml")
     assert config["resources"]["gpu"] == "auto" and config["resources"]["jobs_per_gpu"] == 1
+
+
+# torch_setup's switches are process-wide: each case runs in a fresh interpreter
+SETUP_AND_TRAIN = """
+import hashlib, sys, numpy as np, torch
+from unlearnbench.device import torch_setup
+torch_setup(1, "cpu")
+fill = sys.argv[1]
+if fill != "setup":
+    torch.utils.deterministic.fill_uninitialized_memory = fill == "on"
+from unlearnbench.data import load_dataset
+from unlearnbench.margins import stack_outputs
+from unlearnbench.stack import ModelStack
+from unlearnbench.training import Recipe, train_stack
+data = load_dataset("digits")
+x, y = data.inputs(), torch.from_numpy(data.labels())
+stack = ModelStack.initialise("digits_cnn", 10, 1, range(4), range(4))
+train_stack(stack, x, y, np.arange(300), list(range(4)), Recipe(epochs=2, batch_size=32, lr=0.2, peak_epoch=1),
+            models_per_batch=2)
+margins, _ = stack_outputs(stack, x, y)
+digest = hashlib.sha256(np.asarray(margins).tobytes())
+for name in sorted(stack.params):
+    digest.update(stack.params[name].detach().numpy().tobytes())
+print(torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory,
+      digest.hexdigest())
+"""
+
+
+def setup_and_train(fill: str) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run([sys.executable, "-c", SETUP_AND_TRAIN, fill], env=env, check=True, capture_output=True,
+                          text=True).stdout.split()
+
+
+def test_a_torch_job_is_deterministic_without_filling_new_tensors_and_gets_the_same_bytes():
+    deterministic, fill, digest = setup_and_train("setup")
+    assert deterministic == "True" and fill == "False"  # deterministic kernels, no NaN fill of every new tensor
+    assert setup_and_train("on")[2] == setup_and_train("off")[2] == digest

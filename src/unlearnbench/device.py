@@ -232,7 +232,10 @@ def torch_setup(threads: int, device_preference: str, compile: bool = False) -> 
     in every job (``benchmarks/job_startup.py``). Inductor's flag matters only to compiled code, so a job
     that compiles takes the public function. On the CPU the mode changes nothing the loop runs (its
     kernels are deterministic for a given thread count; tests/test_optim.py checks two runs give the same
-    bytes); it stays on for GPUs, where it matters, and for plug-ins' ops.
+    bytes); it stays on for GPUs, where it matters, and for plug-ins' ops. Its debugging aid is off: filling
+    every new tensor with NaN (``torch.utils.deterministic.fill_uninitialized_memory``) only makes a read of
+    memory that no kernel wrote reproducible, no code here makes one, and the fill is a pass over every
+    output of every op (``benchmarks/uninitialized_fill.py``; the same bytes either way, tests/test_device.py).
     """
     import torch
 
@@ -249,6 +252,7 @@ def torch_setup(threads: int, device_preference: str, compile: bool = False) -> 
         torch.use_deterministic_algorithms(True, warn_only=True)
     else:
         torch._C._set_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
     configure(compile=compile)
     log.info("device %s, %d CPU thread(s), torch %s%s", device, threads, torch.__version__,
              ", torch.compile on" if compile else "")
