@@ -234,8 +234,8 @@ def torch_setup(threads: int, device_preference: str, compile: bool = False) -> 
     kernels are deterministic for a given thread count; tests/test_optim.py checks two runs give the same
     bytes); it stays on for GPUs, where it matters, and for plug-ins' ops. Its debugging aid is off: filling
     every new tensor with NaN (``torch.utils.deterministic.fill_uninitialized_memory``) only makes a read of
-    memory that no kernel wrote reproducible, no code here makes one, and the fill is a pass over every
-    output of every op (``benchmarks/uninitialized_fill.py``; the same bytes either way, tests/test_device.py).
+    memory that no kernel wrote reproducible, no code of this project makes one (a plug-in that does has a
+    bug the fill would only make repeatable), and the fill is a pass over every output of every op (``benchmarks/uninitialized_fill.py``; the same bytes either way, tests/test_device.py).
     """
     import torch
 
