@@ -7,9 +7,11 @@ import threading
 import time
 from pathlib import Path
 
+import fresh_python
 import pytest
 import torch
 import yaml
+from fresh_python import TRAIN_DIGEST
 
 from unlearnbench import device
 from unlearnbench.config import ConfigError, validate
@@ -237,35 +239,20 @@ def test_gpu_defaults_to_auto_and_one_job_per_gpu():
 
 
 # torch_setup's switches are process-wide: each case runs in a fresh interpreter
-SETUP_AND_TRAIN = """
-import hashlib, sys, numpy as np, torch
+SETUP = """
+import sys, torch
 from unlearnbench.device import torch_setup
 torch_setup(1, "cpu")
-fill = sys.argv[1]
-if fill != "setup":
-    torch.utils.deterministic.fill_uninitialized_memory = fill == "on"
-from unlearnbench.data import load_dataset
-from unlearnbench.margins import stack_outputs
-from unlearnbench.stack import ModelStack
-from unlearnbench.training import Recipe, train_stack
-data = load_dataset("digits")
-x, y = data.inputs(), torch.from_numpy(data.labels())
-stack = ModelStack.initialise("digits_cnn", 10, 1, range(4), range(4))
-train_stack(stack, x, y, np.arange(300), list(range(4)), Recipe(epochs=2, batch_size=32, lr=0.2, peak_epoch=1),
-            models_per_batch=2)
-margins, _ = stack_outputs(stack, x, y)
-digest = hashlib.sha256(np.asarray(margins).tobytes())
-for name in sorted(stack.params):
-    digest.update(stack.params[name].detach().numpy().tobytes())
-print(torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory,
-      digest.hexdigest())
+if sys.argv[1] != "setup":
+    torch.utils.deterministic.fill_uninitialized_memory = sys.argv[1] == "on"
+print(torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory)
 """
 
 
 def setup_and_train(fill: str) -> list[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    return subprocess.run([sys.executable, "-c", SETUP_AND_TRAIN, fill], env=env, check=True, capture_output=True,
-                          text=True).stdout.split()
+    """The deterministic mode and fill after torch_setup (and the switch ``fill``), then the training digest."""
+    switches, digest = fresh_python.python(SETUP + TRAIN_DIGEST, fill)[-2:]
+    return [*switches.split(), digest]
 
 
 def test_a_torch_job_is_deterministic_without_filling_new_tensors_and_gets_the_same_bytes():

@@ -5,18 +5,14 @@ Each case runs in a fresh interpreter: malloc's thresholds are per process and w
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
+import fresh_python
 import pytest
+from fresh_python import TRAIN_DIGEST
 
 from unlearnbench import memory
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 PAGES_PER_TENSOR = 8 * 1024 * 1024 // 4096  # one 8 MB activation
 
 # four 8 MB activations alive at once, then freed: a layer's worth of a stacked forward pass
@@ -37,11 +33,7 @@ print(faults() - before)
 
 
 def python(code: str) -> str:
-    env = {**os.environ, "PYTHONPATH": SRC}
-    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"):
-        env.pop(name, None)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, check=True,
-                          capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    return fresh_python.python(code)[-1]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
@@ -56,29 +48,11 @@ def test_a_torch_job_reuses_freed_memory_without_page_faults():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
 def test_keeping_freed_memory_changes_no_number():
-    train = """
-    import json, hashlib, numpy as np, torch
-    from unlearnbench.memory import keep_freed_memory
-    {switch}
-    torch.set_num_threads(1)
-    from unlearnbench.data import load_dataset
-    from unlearnbench.margins import stack_outputs
-    from unlearnbench.stack import ModelStack
-    from unlearnbench.training import Recipe, train_stack
-    data = load_dataset("digits")
-    x, y = data.inputs(), torch.from_numpy(data.labels())
-    stack = ModelStack.initialise("digits_cnn", 10, 1, range(6), range(6))
-    recipe = Recipe(epochs=2, batch_size=32, lr=0.2, peak_epoch=1)
-    train_stack(stack, x, y, np.arange(300), list(range(6)), recipe, models_per_batch=3)
-    margins, _ = stack_outputs(stack, x, y)
-    digest = hashlib.sha256(np.asarray(margins).tobytes())
-    for name in sorted(stack.params):
-        digest.update(stack.params[name].detach().numpy().tobytes())
-    print(json.dumps(digest.hexdigest()))
-    """
-    kept = python(train.format(switch="assert keep_freed_memory()"))
-    default = python(train.format(switch=""))
-    assert json.loads(kept) == json.loads(default)
+    setup = "import torch\ntorch.set_num_threads(1)\n"
+    keep = "from unlearnbench.memory import keep_freed_memory\nassert keep_freed_memory()\n"
+    kept = python(keep + setup + TRAIN_DIGEST)
+    default = python(setup + TRAIN_DIGEST)
+    assert kept == default
 
 
 def test_other_platforms_are_left_alone(monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -256,7 +257,7 @@ def test_a_supervisor_answers_when_its_job_exits_not_at_its_next_poll():
     a run 25 ms on average); with a poll of 30 s only the exit itself can wake the supervisor in time."""
     if warm._exit_notice(os.getpid()) is None:
         pytest.skip("no pidfd on this system: the supervisor polls")
-    script, supervisor = __import__("socket").socketpair()
+    script, supervisor = socket.socketpair()
     with script, supervisor:
         worker = os.fork()
         if worker == 0:
@@ -268,7 +269,7 @@ def test_a_supervisor_answers_when_its_job_exits_not_at_its_next_poll():
 
 
 def test_a_supervisor_kills_its_job_when_the_script_goes_away():
-    script, supervisor = __import__("socket").socketpair()
+    script, supervisor = socket.socketpair()
     with supervisor:
         worker = os.fork()
         if worker == 0:
